@@ -1,0 +1,36 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go"
+)
+
+type statusBody struct {
+	Status        string   `json:"status"`
+	FaissVectors  int      `json:"faiss_vectors"`
+	MQTTConnected bool     `json:"mqtt_connected"`
+	Down          []string `json:"down,omitempty"`
+}
+
+// status answers the seed's health check. Every dependency check is bounded
+// by the dependency timeout, so a dead Redis makes the answer 503, never slow.
+func (s *Server) status(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.Config.API.DependencyTimeout)
+	defer cancel()
+	body := statusBody{Status: "running", FaissVectors: s.deps.VectorCount(), MQTTConnected: s.deps.MQTTConnected()}
+	if err := s.deps.Store.Ping(ctx); err != nil {
+		body.Down = append(body.Down, "redis")
+	}
+	if s.deps.NATS == nil || s.deps.NATS.Status() != nats.CONNECTED {
+		body.Down = append(body.Down, "nats")
+	}
+	code := http.StatusOK
+	if len(body.Down) > 0 {
+		body.Status = "degraded"
+		code = http.StatusServiceUnavailable
+	}
+	c.JSON(code, body)
+}

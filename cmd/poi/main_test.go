@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"poi/internal/testenv"
+)
+
+// TestMain lets the test binary act as the poi binary when re-executed, so
+// that tests run the real process (signals, exit codes, ports) without a
+// separate build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("POITEST_EXEC_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan struct{}
+	ports  []int
+	api    string
+}
+
+// startPoi runs `poi args...` with every port free and every file in a
+// temporary folder; extra environment entries override.
+func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) *proc {
+	t.Helper()
+	apiPort, natsPort, mqttPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(),
+		"POITEST_EXEC_MAIN=1",
+		"POI_API_ADDR=127.0.0.1:"+strconv.Itoa(apiPort),
+		"POI_NATS_EMBEDDED_PORT="+strconv.Itoa(natsPort),
+		"POI_MQTT_EMBEDDED_ADDR=127.0.0.1:"+strconv.Itoa(mqttPort),
+		"POI_REDIS_URL="+redisURL,
+		"POI_DATA_DIR="+t.TempDir(),
+		"POI_SHUTDOWN_TIMEOUT=10s",
+		"POI_API_DEPENDENCY_TIMEOUT=500ms",
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{}),
+		ports: []int{apiPort, natsPort, mqttPort}, api: fmt.Sprintf("http://127.0.0.1:%d", apiPort)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("poi stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+type status struct {
+	Status        string   `json:"status"`
+	FaissVectors  *int     `json:"faiss_vectors"`
+	MQTTConnected *bool    `json:"mqtt_connected"`
+	Down          []string `json:"down"`
+}
+
+func getStatus(t *testing.T, base string) (int, status, time.Duration, error) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	start := time.Now()
+	resp, err := c.Get(base + "/api/v1/status")
+	if err != nil {
+		return 0, status{}, 0, err
+	}
+	defer resp.Body.Close()
+	var s status
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("status body: %v", err)
+	}
+	return resp.StatusCode, s, time.Since(start), nil
+}
+
+// waitStatus polls until cond holds or the deadline passes.
+func waitStatus(t *testing.T, p *proc, within time.Duration, what string, cond func(int, status) bool) status {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("poi exited while waiting for %s: %v", what, p.cmd.ProcessState)
+		default:
+		}
+		code, s, took, err := getStatus(t, p.api)
+		if err == nil && took > 3*time.Second {
+			t.Fatalf("status took %s: it must never hang", took)
+		}
+		if err == nil && cond(code, s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s: last %d %+v %v", what, within, code, s, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRunStatusDegradesWithRedisAndStopsCleanlyOnSIGTERM(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	p := startPoi(t, redis.URL(), nil, "run")
+
+	s := waitStatus(t, p, 60*time.Second, "running status with mqtt connected", func(code int, s status) bool {
+		return code == 200 && s.Status == "running" && s.MQTTConnected != nil && *s.MQTTConnected
+	})
+	if s.FaissVectors == nil {
+		t.Fatal("status lacks faiss_vectors")
+	}
+
+	redis.Stop()
+	s = waitStatus(t, p, 10*time.Second, "degraded status", func(code int, s status) bool {
+		return code == 503 && s.Status == "degraded"
+	})
+	if len(s.Down) != 1 || s.Down[0] != "redis" {
+		t.Fatalf("down = %v, want [redis]", s.Down)
+	}
+	redis.Start()
+	waitStatus(t, p, 10*time.Second, "running status after redis returned", func(code int, s status) bool {
+		return code == 200 && s.Status == "running"
+	})
+
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("poi did not exit within 20s of SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	t.Logf("shutdown took %s", time.Since(start))
+	for _, port := range p.ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatalf("port %d still in use after exit: %v", port, err)
+		}
+		ln.Close()
+	}
+}
+
+func TestBadConfigurationExitsNonZeroNamingTheField(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	badFile := filepath.Join(t.TempDir(), "poi.yaml")
+	if err := os.WriteFile(badFile, []byte("api:\n  adr: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		env   []string
+		args  []string
+		field string
+	}{
+		{"port out of range", []string{"POI_API_ADDR=127.0.0.1:70000"}, []string{"run"}, "api.addr"},
+		{"unknown key", nil, []string{"run", "--config", badFile}, "api.adr"},
+		{"nats url that does not answer", []string{"POI_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}, []string{"api"}, "nats.url"},
+		{"unknown pool", nil, []string{"worker", "--pools", "detect,paint"}, "paint"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPoi(t, redis.URL(), tc.env, tc.args...)
+			select {
+			case <-p.done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("poi did not exit on a bad configuration")
+			}
+			if p.cmd.ProcessState.ExitCode() == 0 {
+				t.Fatal("exit code 0 on a bad configuration")
+			}
+			if !strings.Contains(p.stderr.String(), tc.field) {
+				t.Fatalf("stderr does not name %q:\n%s", tc.field, p.stderr.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,414 @@
+// Package config loads the service configuration: the defaults compiled in
+// from configs/poi.yaml, an optional YAML file on top, then POI_* environment
+// variables, then validation that names the bad field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"poi/configs"
+)
+
+// Config is the whole service configuration. Its yaml tags are the keys of
+// configs/poi.yaml and, upper-cased and joined by "_", the POI_* variables.
+type Config struct {
+	DataDir         string        `yaml:"data_dir"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             Log           `yaml:"log"`
+	API             API           `yaml:"api"`
+	NATS            NATS          `yaml:"nats"`
+	MQTT            MQTT          `yaml:"mqtt"`
+	Redis           Redis         `yaml:"redis"`
+	Face            Face          `yaml:"face"`
+	Pipeline        Pipeline      `yaml:"pipeline"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// API configures the REST server.
+type API struct {
+	Addr              string        `yaml:"addr"`
+	MaxImageBytes     int64         `yaml:"max_image_bytes"`
+	MaxImages         int           `yaml:"max_images"`
+	RequestTimeout    time.Duration `yaml:"request_timeout"`
+	DependencyTimeout time.Duration `yaml:"dependency_timeout"`
+}
+
+// NATS configures the message bus: an external URL, or an embedded server.
+type NATS struct {
+	URL            string        `yaml:"url"`
+	EmbeddedHost   string        `yaml:"embedded_host"`
+	EmbeddedPort   int           `yaml:"embedded_port"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Embedded reports whether the process must start its own nats-server.
+func (n NATS) Embedded() bool { return n.URL == "" }
+
+// MQTT configures the camera-side broker: an external URL, or an embedded one.
+type MQTT struct {
+	URL            string        `yaml:"url"`
+	EmbeddedAddr   string        `yaml:"embedded_addr"`
+	ClientID       string        `yaml:"client_id"`
+	Username       string        `yaml:"username"`
+	Password       string        `yaml:"password"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Embedded reports whether the process must start its own MQTT broker.
+func (m MQTT) Embedded() bool { return m.URL == "" }
+
+// BrokerURL is the URL the MQTT client connects to.
+func (m MQTT) BrokerURL() string {
+	if m.Embedded() {
+		return "tcp://" + m.EmbeddedAddr
+	}
+	return m.URL
+}
+
+// Redis configures the authoritative state store.
+type Redis struct {
+	URL       string `yaml:"url"`
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Face configures the face engine and the similarity thresholds.
+type Face struct {
+	ModelDir        string  `yaml:"model_dir"`
+	ORTLibrary      string  `yaml:"ort_library"`
+	IntraOpThreads  int     `yaml:"intra_op_threads"`
+	DetectThreshold float64 `yaml:"detect_threshold"`
+	NMSIoU          float64 `yaml:"nms_iou"`
+	MinFacePx       int     `yaml:"min_face_px"`
+	MatchThreshold  float64 `yaml:"match_threshold"`
+	SearchThreshold float64 `yaml:"search_threshold"`
+}
+
+// Pipeline configures tracking, sampling, alerting and retention.
+type Pipeline struct {
+	MaxSamplesPerTrack int           `yaml:"max_samples_per_track"`
+	SampleInterval     time.Duration `yaml:"sample_interval"`
+	TrackSilence       time.Duration `yaml:"track_silence"`
+	AlertCooldown      time.Duration `yaml:"alert_cooldown"`
+	Retention          time.Duration `yaml:"retention"`
+	MaxDeliver         int           `yaml:"max_deliver"`
+}
+
+// EnvPrefix starts every environment variable that overrides a key.
+const EnvPrefix = "POI_"
+
+// Load builds the configuration from the compiled-in defaults, the YAML file
+// at path (if path is not empty) and the environment (as os.Environ gives it),
+// and validates the result.
+func Load(path string, environ []string) (Config, error) {
+	var c Config
+	if err := decodeStrict(bytes.NewReader(configs.DefaultYAML), &c); err != nil {
+		return Config{}, fmt.Errorf("config: compiled-in defaults: %w", err)
+	}
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		if err := decodeStrict(f, &c); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeStrict decodes YAML rejecting keys the Config does not know: a typo in
+// a key must not silently leave the default in place.
+func decodeStrict(r io.Reader, c *Config) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nameFields(data, err)
+	}
+	return nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
+// nameFields rewrites yaml's "line N: ..." messages to name the key path at
+// that line, because an operator thinks in keys, not lines.
+func nameFields(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		if n.Kind == yaml.DocumentNode {
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			paths[k.Line] = p
+			walk(n.Content[i+1], p)
+		}
+	}
+	walk(&root, "")
+	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		line, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+		if p, ok := paths[line]; ok {
+			return m + p + ": "
+		}
+		return m
+	})
+	return errors.New(msg)
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// applyEnv sets every field whose POI_* variable is present. Variables with
+// the prefix that name no field are errors for the same reason unknown YAML
+// keys are, except the few set-up variables listed in ignoredEnv.
+func applyEnv(c *Config, environ []string) error {
+	fields := map[string]reflect.Value{}
+	collectFields(reflect.ValueOf(c).Elem(), nil, fields)
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		f, known := fields[key]
+		if !known {
+			if ignoredEnv[name] {
+				continue
+			}
+			return fmt.Errorf("%s: no such setting", name)
+		}
+		if err := setField(f, val); err != nil {
+			return fmt.Errorf("%s=%q: %w", name, val, err)
+		}
+	}
+	return nil
+}
+
+// ignoredEnv are POI_* variables read by set-up scripts and tests, not by Load.
+var ignoredEnv = map[string]bool{
+	"POI_ASSETS_DIR":  true,
+	"POI_BENCH_LARGE": true,
+	"POI_CONFIG":      true,
+}
+
+func collectFields(v reflect.Value, path []string, out map[string]reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		p := append(append([]string(nil), path...), tag)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+			collectFields(fv, p, out)
+			continue
+		}
+		out[strings.Join(p, "_")] = fv
+	}
+}
+
+func setField(f reflect.Value, s string) error {
+	if f.Type() == durationType {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(x)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported kind %s", f.Kind())
+	}
+	return nil
+}
+
+// Validate checks every field and names the first bad one by its YAML path.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, "text", "json") {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	checkHostPort(bad, "api.addr", c.API.Addr)
+	if c.API.MaxImageBytes < 1024 {
+		bad("api.max_image_bytes", "must be at least 1024, got %d", c.API.MaxImageBytes)
+	}
+	if c.API.MaxImages < 1 || c.API.MaxImages > 20 {
+		bad("api.max_images", "must be in 1..20, got %d", c.API.MaxImages)
+	}
+	if c.API.RequestTimeout <= 0 {
+		bad("api.request_timeout", "must be positive")
+	}
+	if c.API.DependencyTimeout <= 0 {
+		bad("api.dependency_timeout", "must be positive")
+	}
+	if c.NATS.Embedded() {
+		if c.NATS.EmbeddedPort < 1 || c.NATS.EmbeddedPort > 65535 {
+			bad("nats.embedded_port", "must be in 1..65535, got %d", c.NATS.EmbeddedPort)
+		}
+	} else {
+		for _, u := range strings.Split(c.NATS.URL, ",") {
+			checkURL(bad, "nats.url", u, "nats", "tls", "ws", "wss")
+		}
+	}
+	if c.NATS.ConnectTimeout <= 0 {
+		bad("nats.connect_timeout", "must be positive")
+	}
+	if c.MQTT.Embedded() {
+		checkHostPort(bad, "mqtt.embedded_addr", c.MQTT.EmbeddedAddr)
+	} else {
+		checkURL(bad, "mqtt.url", c.MQTT.URL, "tcp", "mqtt", "ssl", "tls", "ws", "wss")
+	}
+	if c.MQTT.ConnectTimeout <= 0 {
+		bad("mqtt.connect_timeout", "must be positive")
+	}
+	checkURL(bad, "redis.url", c.Redis.URL, "redis", "rediss", "unix")
+	if c.Face.IntraOpThreads < 1 {
+		bad("face.intra_op_threads", "must be at least 1, got %d", c.Face.IntraOpThreads)
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{
+		{"face.detect_threshold", c.Face.DetectThreshold},
+		{"face.nms_iou", c.Face.NMSIoU},
+		{"face.match_threshold", c.Face.MatchThreshold},
+		{"face.search_threshold", c.Face.SearchThreshold},
+	} {
+		if p.v <= 0 || p.v >= 1 {
+			bad(p.name, "must be in (0, 1), got %g", p.v)
+		}
+	}
+	if c.Face.MinFacePx < 1 {
+		bad("face.min_face_px", "must be at least 1, got %d", c.Face.MinFacePx)
+	}
+	if c.Pipeline.MaxSamplesPerTrack < 1 {
+		bad("pipeline.max_samples_per_track", "must be at least 1, got %d", c.Pipeline.MaxSamplesPerTrack)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"pipeline.sample_interval", c.Pipeline.SampleInterval},
+		{"pipeline.track_silence", c.Pipeline.TrackSilence},
+		{"pipeline.alert_cooldown", c.Pipeline.AlertCooldown},
+		{"pipeline.retention", c.Pipeline.Retention},
+	} {
+		if d.v <= 0 {
+			bad(d.name, "must be positive, got %s", d.v)
+		}
+	}
+	if c.Pipeline.MaxDeliver < 1 {
+		bad("pipeline.max_deliver", "must be at least 1, got %d", c.Pipeline.MaxDeliver)
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+func checkHostPort(bad func(string, string, ...any), field, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(field, "must be host:port, got %q", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad(field, "port must be in 0..65535, got %q", port)
+	}
+}
+
+func checkURL(bad func(string, string, ...any), field, raw string, schemes ...string) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		bad(field, "not a URL: %v", err)
+		return
+	}
+	if !oneOf(u.Scheme, schemes...) {
+		bad(field, "scheme must be one of %s, got %q", strings.Join(schemes, ", "), raw)
+		return
+	}
+	if u.Port() != "" {
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			bad(field, "port must be in 1..65535, got %q", u.Port())
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if c.API.Addr != "0.0.0.0:8000" || c.Redis.URL != "redis://127.0.0.1:6379/0" || !c.NATS.Embedded() || !c.MQTT.Embedded() {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.MQTT.BrokerURL() != "tcp://127.0.0.1:1883" {
+		t.Fatalf("mqtt broker url = %q", c.MQTT.BrokerURL())
+	}
+	if c.DataDir != "./data" || c.ShutdownTimeout != 15*time.Second {
+		t.Fatalf("data dir / shutdown: %q %s", c.DataDir, c.ShutdownTimeout)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	c, err := Load("", []string{
+		"POI_API_ADDR=127.0.0.1:9001",
+		"POI_FACE_MATCH_THRESHOLD=0.55",
+		"POI_PIPELINE_ALERT_COOLDOWN=1m",
+		"POI_API_MAX_IMAGES=3",
+		"POI_ASSETS_DIR=/elsewhere", // set-up variable, not a setting
+		"HOME=/root",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Addr != "127.0.0.1:9001" || c.Face.MatchThreshold != 0.55 || c.Pipeline.AlertCooldown != time.Minute || c.API.MaxImages != 3 {
+		t.Fatalf("overrides not applied: %+v", c)
+	}
+}
+
+func TestFileOverridesDefaults(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "poi.yaml")
+	if err := os.WriteFile(p, []byte("api:\n  addr: 127.0.0.1:8123\nredis:\n  key_prefix: \"site1:\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API.Addr != "127.0.0.1:8123" || c.Redis.KeyPrefix != "site1:" || c.API.MaxImages != 5 {
+		t.Fatalf("file not merged over defaults: %+v", c.API)
+	}
+}
+
+func TestBadConfigurationNamesTheField(t *testing.T) {
+	cases := []struct {
+		name  string
+		file  string
+		env   []string
+		field string
+	}{
+		{"port out of range", "", []string{"POI_API_ADDR=0.0.0.0:70000"}, "api.addr"},
+		{"embedded nats port", "", []string{"POI_NATS_EMBEDDED_PORT=0"}, "nats.embedded_port"},
+		{"bad nats url", "", []string{"POI_NATS_URL=http://x:4222"}, "nats.url"},
+		{"unknown env", "", []string{"POI_API_ADR=1"}, "POI_API_ADR"},
+		{"not a number", "", []string{"POI_API_MAX_IMAGES=five"}, "POI_API_MAX_IMAGES"},
+		{"threshold", "", []string{"POI_FACE_MATCH_THRESHOLD=1.5"}, "face.match_threshold"},
+		{"unknown key", "api:\n  adr: 1\n", nil, "adr"},
+		{"bad duration", "shutdown_timeout: soon\n", nil, "shutdown_timeout"},
+		{"log level", "log:\n  level: loud\n", nil, "log.level"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.file != "" {
+				path = filepath.Join(t.TempDir(), "poi.yaml")
+				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, tc.env)
+			if err == nil {
+				t.Fatal("expected an error")
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("error %q does not name %q", err, tc.field)
+			}
+		})
+	}
+}

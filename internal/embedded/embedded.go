@@ -1,0 +1,113 @@
+// Package embedded starts the in-process servers that let one `poi run`
+// work with no infrastructure: a nats-server with JetStream and an MQTT
+// broker. In a cluster both are external and this package is not used.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATS is an embedded nats-server with JetStream on file storage.
+type NATS struct {
+	srv *server.Server
+}
+
+// StartNATS starts nats-server on host:port (port 0 picks a free one) with
+// JetStream files under dataDir/jetstream, and waits until it accepts clients.
+func StartNATS(host string, port int, dataDir string, log *slog.Logger) (*NATS, error) {
+	opts := &server.Options{
+		ServerName: "poi-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "jetstream"),
+		// The process owns signal handling; the server must not exit on its own.
+		NoSigs: true,
+		NoLog:  true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready on %s within 10s (port in use?)", net.JoinHostPort(host, fmt.Sprint(port)))
+	}
+	log.Info("embedded nats-server started", "url", srv.ClientURL(), "store", opts.StoreDir)
+	return &NATS{srv: srv}, nil
+}
+
+// URL is the client URL of the server.
+func (n *NATS) URL() string { return n.srv.ClientURL() }
+
+// Shutdown stops the server and waits for it, bounded by ctx.
+func (n *NATS) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("embedded nats shutdown: %w", ctx.Err())
+	}
+}
+
+// MQTT is an embedded MQTT 3.1.1/5 broker (mochi-mqtt) on one TCP listener.
+type MQTT struct {
+	srv  *mqtt.Server
+	addr string
+}
+
+// StartMQTT listens on addr ("127.0.0.1:0" picks a free port) and serves.
+// It binds the port itself first so that a port in use is an error now,
+// not a log line from a goroutine later.
+func StartMQTT(addr string, log *slog.Logger) (*MQTT, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded mqtt: listen %s: %w", addr, err)
+	}
+	bound := ln.Addr().String()
+	// mochi's TCP listener binds by address; release ours so it can.
+	if err := ln.Close(); err != nil {
+		return nil, fmt.Errorf("embedded mqtt: %w", err)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log.With("component", "mqtt-broker")})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("embedded mqtt: %w", err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: bound})); err != nil {
+		return nil, fmt.Errorf("embedded mqtt: listener %s: %w", bound, err)
+	}
+	if err := srv.Serve(); err != nil {
+		return nil, fmt.Errorf("embedded mqtt: serve: %w", err)
+	}
+	log.Info("embedded mqtt broker started", "addr", bound)
+	return &MQTT{srv: srv, addr: bound}, nil
+}
+
+// Addr is the host:port the broker listens on.
+func (m *MQTT) Addr() string { return m.addr }
+
+// Close stops the broker.
+func (m *MQTT) Close() error {
+	if err := m.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("embedded mqtt close: %w", err)
+	}
+	return nil
+}

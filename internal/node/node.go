@@ -1,0 +1,260 @@
+// Package node assembles one process of the service from its roles (bridge,
+// worker pools, API) and runs them under one run.Group, so that there is one
+// start-up order and one shutdown path.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/run"
+
+	"poi/api"
+	"poi/internal/config"
+	"poi/internal/embedded"
+	"poi/internal/mqttclient"
+	"poi/internal/store"
+	"poi/streams"
+)
+
+// Roles says what this process does.
+type Roles struct {
+	// Embedded starts the in-process NATS and MQTT servers where no
+	// external URL is configured (the all-in-one `poi run`).
+	Embedded bool
+	Bridge   bool
+	API      bool
+	Pools    []string
+}
+
+// Node is a running process: its connections and components.
+type Node struct {
+	cfg   config.Config
+	roles Roles
+	log   *slog.Logger
+
+	natsSrv *embedded.NATS
+	mqttSrv *embedded.MQTT
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *store.Store
+	mqtt    *mqttclient.Client
+	api     *api.Server
+
+	// Ready is closed once every component has started.
+	Ready chan struct{}
+}
+
+// New checks the roles; Run does the work.
+func New(cfg config.Config, roles Roles, log *slog.Logger) (*Node, error) {
+	for _, p := range roles.Pools {
+		if !knownPool(p) {
+			return nil, fmt.Errorf("unknown worker pool %q (want detect, embed, index, alert)", p)
+		}
+	}
+	return &Node{cfg: cfg, roles: roles, log: log, Ready: make(chan struct{})}, nil
+}
+
+func knownPool(p string) bool {
+	switch p {
+	case "detect", "embed", "index", "alert":
+		return true
+	}
+	return false
+}
+
+// Run starts everything, serves until ctx is cancelled, then shuts down
+// within the configured shutdown timeout. A start-up failure is returned
+// after whatever had started was closed again.
+func (n *Node) Run(ctx context.Context) (err error) {
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, n.close(cctx))
+	}()
+	if err := n.start(ctx); err != nil {
+		return err
+	}
+
+	var g run.Group
+	{
+		gctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-gctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	if n.api != nil {
+		g.Add(n.api.Serve, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := n.api.Shutdown(sctx); err != nil {
+				n.log.Warn("api shutdown", "error", err)
+			}
+		})
+	}
+	close(n.Ready)
+	n.log.Info("ready", "bridge", n.roles.Bridge, "api", n.roles.API, "pools", n.roles.Pools, "nats", n.nc.ConnectedUrlRedacted())
+	err = g.Run()
+	n.log.Info("shutting down")
+	return err
+}
+
+func (n *Node) start(ctx context.Context) error {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data_dir %s: %w", n.cfg.DataDir, err)
+	}
+	natsURL := n.cfg.NATS.URL
+	if n.cfg.NATS.Embedded() {
+		if n.roles.Embedded {
+			srv, err := embedded.StartNATS(n.cfg.NATS.EmbeddedHost, n.cfg.NATS.EmbeddedPort, n.cfg.DataDir, n.log)
+			if err != nil {
+				return fmt.Errorf("nats.embedded_port: %w", err)
+			}
+			n.natsSrv = srv
+			natsURL = srv.URL()
+		} else {
+			natsURL = "nats://" + net.JoinHostPort(n.cfg.NATS.EmbeddedHost, strconv.Itoa(n.cfg.NATS.EmbeddedPort))
+		}
+	}
+	nc, err := nats.Connect(natsURL,
+		nats.Name("poi"),
+		nats.Timeout(n.cfg.NATS.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("nats disconnected", "error", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("nats.url %q: connect: %w", natsURL, err)
+	}
+	n.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	n.js = js
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := streams.Declare(dctx, js, streams.DefaultLimits(), n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
+		return err
+	}
+
+	st, err := store.Open(n.cfg.Redis.URL, n.cfg.Redis.KeyPrefix)
+	if err != nil {
+		return fmt.Errorf("redis.url: %w", err)
+	}
+	n.store = st
+	pctx, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel2()
+	if err := st.Ping(pctx); err != nil {
+		// Redis down at start is a degraded state the status endpoint
+		// reports, not a reason to refuse to start.
+		n.log.Warn("redis not reachable at start", "url", n.cfg.Redis.URL, "error", err)
+	}
+
+	if n.roles.Bridge || n.roles.API {
+		if n.cfg.MQTT.Embedded() && n.roles.Embedded {
+			srv, err := embedded.StartMQTT(n.cfg.MQTT.EmbeddedAddr, n.log)
+			if err != nil {
+				return fmt.Errorf("mqtt.embedded_addr: %w", err)
+			}
+			n.mqttSrv = srv
+		}
+		url := n.cfg.MQTT.BrokerURL()
+		if n.mqttSrv != nil {
+			url = "tcp://" + n.mqttSrv.Addr()
+		}
+		cl, err := mqttclient.Connect(ctx, mqttclient.Options{
+			URL: url, ClientID: n.cfg.MQTT.ClientID, Username: n.cfg.MQTT.Username,
+			Password: n.cfg.MQTT.Password, ConnectTimeout: n.cfg.MQTT.ConnectTimeout, ManualAck: true,
+		}, n.log.With("component", "mqtt"))
+		n.mqtt = cl
+		if err != nil {
+			n.log.Warn("mqtt not connected yet", "error", err)
+		}
+	}
+
+	if n.roles.API {
+		n.api = api.New(api.Deps{
+			Config:        n.cfg,
+			Store:         n.store,
+			NATS:          n.nc,
+			MQTTConnected: n.mqttConnected,
+			VectorCount:   func() int { return 0 },
+			Log:           n.log.With("component", "api"),
+		})
+		if err := n.api.Listen(); err != nil {
+			return fmt.Errorf("api.addr: %w", err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) mqttConnected() bool { return n.mqtt != nil && n.mqtt.IsConnected() }
+
+// APIAddr is the address the API listens on (after Ready).
+func (n *Node) APIAddr() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.Addr()
+}
+
+// close releases everything in reverse order of start: input first, the
+// bus and the embedded servers last, so in-flight work can still finish.
+func (n *Node) close(ctx context.Context) error {
+	var errs []error
+	if n.mqtt != nil {
+		n.mqtt.Close(250 * time.Millisecond)
+	}
+	if n.nc != nil {
+		if err := drain(ctx, n.nc); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("redis close: %w", err))
+		}
+	}
+	if n.mqttSrv != nil {
+		if err := n.mqttSrv.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.natsSrv != nil {
+		if err := n.natsSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// drain flushes pending publishes and lets subscriptions finish, bounded by ctx.
+func drain(ctx context.Context, nc *nats.Conn) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return nil
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("nats drain: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,132 @@
+package store
+
+// The Redis key layout of the whole service lives in this file. Every key is
+// under the configured prefix. "Owner" is the component that writes the key.
+//
+//	poi:index                       ZSET poi_id by created_at (unix ms)  owner: enrol  TTL: none
+//	poi:{poi}                       HASH POI metadata                    owner: enrol  TTL: none
+//	poi:{poi}:refs                  HASH embedding_id -> float32 LE vec  owner: enrol  TTL: none
+//	poi:{poi}:photo:{embedding_id}  STRING reference face JPEG           owner: enrol  TTL: none
+//	poi:{poi}:matches               STRING count of alerts for the POI   owner: alert  TTL: none
+//	poi:{poi}:appearances           ZSET track_id by best match time     owner: alert  TTL: retention
+//	poi:{poi}:appearance:{track}    HASH similarity, best_match_time     owner: alert  TTL: retention
+//	alerts:recent                   LIST alert JSON, newest first        owner: alert  TTL: none, trimmed
+//	alert:{alert_id}                STRING alert JSON                    owner: alert  TTL: retention
+//	alert:dedup:{track}:{poi}       STRING marker                        owner: alert  TTL: retention
+//	alert:cooldown:{poi}:{camera}   STRING marker                        owner: alert  TTL: cooldown
+//	track:seq:{camera}              STRING counter for track numbers     owner: index  TTL: none
+//	track:{track}                   HASH track record                    owner: index  TTL: retention
+//	track:{track}:zones             LIST zone appearance JSON            owner: zones  TTL: retention
+//	detection:seq                   (unused: detection ids are derived from the message)
+//	detection:{id}                  HASH sample -> track, time, bbox     owner: index  TTL: retention
+//	camera:seen                     HASH camera_id -> last seen (RFC3339) owner: bridge TTL: none
+//	camera:latest:{camera}          STRING latest frame JPEG             owner: frames TTL: 60s
+//	thumb:{track}                   STRING face thumbnail JPEG           owner: index  TTL: retention
+//
+// Frame namespace: the only keys GET /api/v1/frames/{encoded_key} serves.
+//
+//	track:frame:{track}:{entry|last}     STRING JPEG  owner: index  TTL: retention
+//	detection:exit_frame:{track}         STRING JPEG  owner: index  TTL: retention
+//	detection:frame:{id}                 STRING JPEG  owner: index  TTL: retention
+//	zone:frame:{track}:{zone}:{entry|exit} STRING JPEG owner: zones TTL: retention
+
+import "strings"
+
+// Keys builds every key under one prefix.
+type Keys struct{ prefix string }
+
+// NewKeys returns the key builder for prefix ("" for none).
+func NewKeys(prefix string) Keys { return Keys{prefix: prefix} }
+
+func (k Keys) k(parts ...string) string { return k.prefix + strings.Join(parts, ":") }
+
+// Prefix is the configured namespace prefix.
+func (k Keys) Prefix() string { return k.prefix }
+
+// POIIndex is the ZSET of every POI id by creation time.
+func (k Keys) POIIndex() string { return k.k("poi", "index") }
+
+// POI is a POI's metadata hash.
+func (k Keys) POI(id string) string { return k.k("poi", id) }
+
+// POIRefs holds a POI's reference vectors by embedding id.
+func (k Keys) POIRefs(id string) string { return k.k("poi", id, "refs") }
+
+// POIPhoto is the aligned reference face of one embedding.
+func (k Keys) POIPhoto(id, embID string) string { return k.k("poi", id, "photo", embID) }
+
+// POIMatches counts a POI's alerts.
+func (k Keys) POIMatches(id string) string { return k.k("poi", id, "matches") }
+
+// POIAppearances is the ZSET of tracks a POI was matched on.
+func (k Keys) POIAppearances(id string) string { return k.k("poi", id, "appearances") }
+
+// POIAppearance holds the best match of a POI on one track.
+func (k Keys) POIAppearance(id, track string) string { return k.k("poi", id, "appearance", track) }
+
+// AlertsRecent is the list of recent alerts, newest first.
+func (k Keys) AlertsRecent() string { return k.k("alerts", "recent") }
+
+// Alert is one alert record.
+func (k Keys) Alert(id string) string { return k.k("alert", id) }
+
+// AlertPattern matches every alert record (for SCAN).
+func (k Keys) AlertPattern() string { return k.k("alert", "alert-*") }
+
+// AlertDedup marks that a track already alerted for a POI.
+func (k Keys) AlertDedup(track, poi string) string { return k.k("alert", "dedup", track, poi) }
+
+// AlertCooldown marks a recent alert for a POI on a camera.
+func (k Keys) AlertCooldown(poi, camera string) string { return k.k("alert", "cooldown", poi, camera) }
+
+// TrackSeq numbers a camera's tracks.
+func (k Keys) TrackSeq(camera string) string { return k.k("track", "seq", camera) }
+
+// Track is a track record.
+func (k Keys) Track(track string) string { return k.k("track", track) }
+
+// TrackZones lists a track's zone appearances.
+func (k Keys) TrackZones(track string) string { return k.k("track", track, "zones") }
+
+// Detection is one sample of the all-detections index.
+func (k Keys) Detection(id string) string { return k.k("detection", id) }
+
+// CamerasSeen maps camera ids seen on MQTT to when.
+func (k Keys) CamerasSeen() string { return k.k("camera", "seen") }
+
+// CameraLatest is a camera's most recent frame.
+func (k Keys) CameraLatest(camera string) string { return k.k("camera", "latest", camera) }
+
+// Thumbnail is a track's face thumbnail.
+func (k Keys) Thumbnail(track string) string { return k.k("thumb", track) }
+
+// TrackFrame is a track's entry or last-seen frame.
+func (k Keys) TrackFrame(track, which string) string { return k.k("track", "frame", track, which) }
+
+// TrackExitFrame is a track's exit frame.
+func (k Keys) TrackExitFrame(track string) string { return k.k("detection", "exit_frame", track) }
+
+// DetectionFrame is the frame of one sample.
+func (k Keys) DetectionFrame(id string) string { return k.k("detection", "frame", id) }
+
+// ZoneFrame is a zone entry or exit frame of a track.
+func (k Keys) ZoneFrame(track, zone, which string) string {
+	return k.k("zone", "frame", track, zone, which)
+}
+
+// frameNamespaces are the only key prefixes the frames endpoint serves.
+var frameNamespaces = []string{"zone:frame:", "track:frame:", "detection:frame:", "detection:exit_frame:"}
+
+// IsFrameKey reports whether key is in the frame namespace under this prefix.
+func (k Keys) IsFrameKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, k.prefix)
+	if !ok {
+		return false
+	}
+	for _, ns := range frameNamespaces {
+		if strings.HasPrefix(rest, ns) && len(rest) > len(ns) {
+			return true
+		}
+	}
+	return false
+}

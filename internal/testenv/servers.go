@@ -1,0 +1,84 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("testenv: free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Redis is a real redis-server process owned by one test, on its own port,
+// so that test packages running in parallel never share data.
+type Redis struct {
+	tb   testing.TB
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts redis-server (installed by set-up) on a free port and
+// stops it when the test ends.
+func StartRedis(tb testing.TB) *Redis {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		tb.Fatalf("testenv: redis-server is not installed (run `go tool task setup`): %v", err)
+	}
+	r := &Redis{tb: tb, Port: FreePort(tb), dir: tb.TempDir()}
+	r.Start()
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// URL is the redis:// URL of the server.
+func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.Port) }
+
+// Start (re)starts the server on its port and waits until it answers.
+func (r *Redis) Start() {
+	r.tb.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", "", "--appendonly", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.tb.Fatalf("testenv: start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.tb.Fatalf("testenv: redis-server on port %d not answering: %v", r.Port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server and waits for it to exit.
+func (r *Redis) Stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}

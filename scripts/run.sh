@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole service in the foreground with its embedded defaults, plus
+# a local Redis when none answers. Ctrl-C stops everything this started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(bash scripts/redis.sh ensure)
+cleanup() {
+  [ -n "${camsim:-}" ] && kill "$camsim" 2>/dev/null || true
+  [ "$started" = started ] && bash scripts/redis.sh stop
+}
+trap cleanup EXIT
+go build -o bin/poi ./cmd/poi
+if ./bin/poi help 2>&1 | grep -q camsim; then
+  # One simulated camera so that tracks form at once.
+  (sleep 5; exec ./bin/poi camsim --camera sim-cam-1 --dir .assets/photos --glob 'franck_*.jpg' --fps 2) &
+  camsim=$!
+fi
+./bin/poi run "$@"

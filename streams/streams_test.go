@@ -1,0 +1,137 @@
+package streams
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/embedded"
+)
+
+func TestTokenEscapesSubjectMetacharacters(t *testing.T) {
+	for _, id := range []string{"Camera_01", "cam.1", "a*b", "x>y", "front door", "100%", "", "ümlaut", "cam:1-b"} {
+		tok := Token(id)
+		for _, bad := range []byte{'.', '*', '>', ' ', '\t'} {
+			for i := 0; i < len(tok); i++ {
+				if tok[i] == bad {
+					t.Fatalf("Token(%q) = %q still holds %q", id, tok, bad)
+				}
+			}
+		}
+		back, err := Untoken(tok)
+		if err != nil || back != id {
+			t.Fatalf("Untoken(Token(%q)) = %q, %v", id, back, err)
+		}
+	}
+	if got := Subject(IngestFrame, "cam.1"); got != "poi.ingest.frame.cam%2E1" {
+		t.Fatalf("Subject = %q", got)
+	}
+	if _, err := Untoken("bad%Z1"); err == nil {
+		t.Fatal("bad escape accepted")
+	}
+	if _, err := Untoken("trunc%4"); err == nil {
+		t.Fatal("truncated escape accepted")
+	}
+}
+
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"Camera_01", "a.b", "%41", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		back, err := Untoken(Token(s))
+		if err != nil || back != s {
+			t.Fatalf("round trip of %q: %q, %v", s, back, err)
+		}
+		_, _ = Untoken(s) // must not panic on arbitrary input
+	})
+}
+
+func TestDeclareIsIdempotentAcrossRestartsAndUpdatesChanges(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	connect := func() (*embedded.NATS, *nats.Conn, jetstream.JetStream) {
+		srv, err := embedded.StartNATS("127.0.0.1", -1, dir, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, nc, js
+	}
+	created := map[string]time.Time{}
+
+	srv, nc, js := connect()
+	if err := Declare(ctx, js, DefaultLimits(), 5, log); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range Definitions(DefaultLimits()) {
+		s, err := js.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatalf("stream %s missing: %v", sc.Name, err)
+		}
+		created[sc.Name] = s.CachedInfo().Created
+	}
+	// A message stored before the restart must survive it: the stream is
+	// reused, not recreated.
+	if _, err := js.Publish(ctx, Subject(IngestRegion, "scene", "zone"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, nc, js = connect()
+	defer func() { nc.Close(); _ = srv.Shutdown(context.Background()) }()
+	if err := Declare(ctx, js, DefaultLimits(), 5, log); err != nil {
+		t.Fatal(err)
+	}
+	for name, at := range created {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.CachedInfo().Created.Equal(at) {
+			t.Fatalf("stream %s was recreated: %v then %v", name, at, s.CachedInfo().Created)
+		}
+	}
+	ing, _ := js.Stream(ctx, Ingest)
+	if n := ing.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("ingest holds %d messages after restart, want 1", n)
+	}
+	for _, cd := range Consumers(5) {
+		if _, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable); err != nil {
+			t.Fatalf("consumer %s/%s missing: %v", cd.Stream, cd.Config.Durable, err)
+		}
+	}
+
+	// A changed definition is applied, not ignored.
+	l := DefaultLimits()
+	l.IngestMaxAge = 30 * time.Minute
+	if err := Declare(ctx, js, l, 7, log); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, Ingest)
+	if got := s.CachedInfo().Config.MaxAge; got != 30*time.Minute {
+		t.Fatalf("ingest max age = %s after update, want 30m", got)
+	}
+	c, _ := js.Consumer(ctx, Ingest, ConsumerDetect)
+	if got := c.CachedInfo().Config.MaxDeliver; got != 7 {
+		t.Fatalf("detect max deliver = %d after update, want 7", got)
+	}
+}
