@@ -79,11 +79,11 @@ func Subject(prefix string, tokens ...string) string {
 
 // Token escapes s into one subject token: every byte outside [A-Za-z0-9_:-]
 // (which covers '.', '*', '>', spaces and '%') becomes %XX, so that any camera
-// id maps to exactly one token and back. An empty string becomes "%00"
-// because an empty token is not a valid subject.
+// id maps to exactly one token and back. An empty string becomes a lone "%"
+// (never produced otherwise) because an empty token is not a valid subject.
 func Token(s string) string {
 	if s == "" {
-		return "%00"
+		return "%"
 	}
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
@@ -102,7 +102,7 @@ func Token(s string) string {
 
 // Untoken reverses Token.
 func Untoken(t string) (string, error) {
-	if t == "%00" {
+	if t == "%" {
 		return "", nil
 	}
 	var b strings.Builder
