@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"poi/internal/config"
+	"poi/internal/metrics"
 	"poi/internal/store"
 )
 
@@ -29,6 +30,7 @@ type Deps struct {
 	// VectorCount is the number of vectors in every FAISS index this process
 	// serves from.
 	VectorCount func() int
+	Metrics     *metrics.Metrics
 	Log         *slog.Logger
 }
 
@@ -53,6 +55,7 @@ func New(d Deps) *Server {
 	})
 	v1 := r.Group("/api/v1")
 	v1.GET("/status", s.status)
+	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 	s.http = &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: 10 * time.Second,

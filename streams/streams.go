@@ -30,6 +30,10 @@ const (
 	Observations = "POI_OBSERVATIONS"
 	// Sightings holds tracked face observations for the alert stage.
 	Sightings = "POI_SIGHTINGS"
+	// Samples is the log of every vector added to the all-detections index,
+	// kept for the retention period: each index replica (API and worker
+	// processes) replays it from its snapshot's position.
+	Samples = "POI_SAMPLES"
 	// Alerts is the public alert stream (a contract with integrators).
 	Alerts = "POI_ALERTS"
 	// Control carries POI enrolments and deletions to every replica of the
@@ -47,6 +51,7 @@ const (
 	IngestRegion     = "poi.ingest.region"     // .{scene}.{region}: region events
 	ObservationsSubj = "poi.obs"               // .{camera}
 	SightingsSubj    = "poi.sighting"          // .{camera}
+	SamplesSubj      = "poi.sample"            // .{camera}
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
 	ControlSubj      = "poi.control"           // .{enrolled|deleted}
 	DeadLetterSubj   = "poi.dlq"               // .{consumer}
@@ -142,6 +147,9 @@ type Limits struct {
 	DuplicateWindow time.Duration
 	AlertsMaxAge    time.Duration
 	DLQMaxAge       time.Duration
+	// Retention is how long samples stay replayable: the same as the
+	// all-detections index keeps them.
+	Retention time.Duration
 }
 
 // DefaultLimits returns the limits used when nothing else is configured.
@@ -152,6 +160,7 @@ func DefaultLimits() Limits {
 		DuplicateWindow: 2 * time.Minute,
 		AlertsMaxAge:    7 * 24 * time.Hour,
 		DLQMaxAge:       7 * 24 * time.Hour,
+		Retention:       7 * 24 * time.Hour,
 	}
 }
 
@@ -191,6 +200,16 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardNew,
 			MaxAge:      l.IngestMaxAge,
 			MaxBytes:    l.IngestMaxBytes / 4,
+			Duplicates:  l.DuplicateWindow,
+			Storage:     jetstream.FileStorage,
+		},
+		{
+			Name:        Samples,
+			Description: "every vector of the all-detections index, for replica replay",
+			Subjects:    []string{SamplesSubj + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      l.Retention,
 			Duplicates:  l.DuplicateWindow,
 			Storage:     jetstream.FileStorage,
 		},

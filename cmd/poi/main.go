@@ -14,8 +14,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"poi/internal/camsim"
 	"poi/internal/config"
+	"poi/internal/mqttclient"
 	"poi/internal/node"
 )
 
@@ -26,6 +29,8 @@ commands:
   bridge   MQTT -> JetStream bridge only
   worker   worker pools only (--pools detect,embed,index,alert)
   api      REST API only
+  camsim   publish a folder of JPEGs as a camera over MQTT
+           (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
 
 flags (every command):
   --config FILE   YAML file over the compiled-in defaults (also $POI_CONFIG)
@@ -48,6 +53,18 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", os.Getenv("POI_CONFIG"), "YAML configuration file")
 	pools := fs.String("pools", "detect,embed,index,alert", "worker pools to run (worker command)")
+	var sim camsim.Options
+	var simDir, simGlob string
+	var simOnce bool
+	if cmd == "camsim" {
+		fs.StringVar(&sim.CameraID, "camera", "sim-cam-1", "camera id")
+		fs.StringVar(&simDir, "dir", ".assets/photos", "folder of JPEG frames")
+		fs.StringVar(&simGlob, "glob", "*.jpg", "file pattern inside --dir")
+		fs.Float64Var(&sim.FPS, "fps", 2, "frames per second")
+		fs.StringVar(&sim.Format, "format", "json", "json, raw or scenescape")
+		fs.IntVar(&sim.Count, "count", 0, "stop after this many frames (0: no limit)")
+		fs.BoolVar(&simOnce, "once", false, "publish the files once instead of looping")
+	}
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -63,6 +80,7 @@ func run(args []string, stderr io.Writer) int {
 		roles = node.Roles{Pools: all}
 	case "api":
 		roles = node.Roles{API: true}
+	case "camsim":
 	default:
 		fmt.Fprintf(stderr, "poi: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -74,18 +92,46 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr).With("role", cmd)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cmd == "camsim" {
+		return runCamsim(ctx, cfg, sim, simDir, simGlob, !simOnce, log, stderr)
+	}
 	n, err := node.New(cfg, roles, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "poi: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("exit", "error", err)
 		return 1
 	}
 	log.Info("stopped")
+	return 0
+}
+
+func runCamsim(ctx context.Context, cfg config.Config, o camsim.Options, dir, glob string, loop bool, log *slog.Logger, stderr io.Writer) int {
+	files, err := camsim.Glob(dir, glob)
+	if err != nil {
+		fmt.Fprintf(stderr, "poi camsim: %v\n", err)
+		return 2
+	}
+	o.Files, o.Loop = files, loop
+	cl, err := mqttclient.Connect(ctx, mqttclient.Options{
+		URL: cfg.MQTT.BrokerURL(), Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		ConnectTimeout: cfg.MQTT.ConnectTimeout,
+	}, log)
+	if err != nil {
+		log.Warn("camsim: broker not reachable yet", "error", err)
+	}
+	defer cl.Close(time.Second)
+	log.Info("camsim publishing", "camera", o.CameraID, "frames", len(files), "fps", o.FPS, "format", o.Format)
+	n, err := camsim.Run(ctx, o, cl)
+	if err != nil {
+		log.Error("camsim", "error", err, "sent", n)
+		return 1
+	}
+	log.Info("camsim done", "sent", n)
 	return 0
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/oklog/run"
 
 	"poi/api"
+	"poi/bridge"
+	"poi/internal/metrics"
 	"poi/internal/config"
 	"poi/internal/embedded"
 	"poi/internal/mqttclient"
@@ -48,9 +50,17 @@ type Node struct {
 	store   *store.Store
 	mqtt    *mqttclient.Client
 	api     *api.Server
+	metrics *metrics.Metrics
+	actors  []actor
 
 	// Ready is closed once every component has started.
 	Ready chan struct{}
+}
+
+// actor is one long-running component: run until ctx ends, then return.
+type actor struct {
+	name string
+	run  func(ctx context.Context) error
 }
 
 // New checks the roles; Run does the work.
@@ -60,7 +70,7 @@ func New(cfg config.Config, roles Roles, log *slog.Logger) (*Node, error) {
 			return nil, fmt.Errorf("unknown worker pool %q (want detect, embed, index, alert)", p)
 		}
 	}
-	return &Node{cfg: cfg, roles: roles, log: log, Ready: make(chan struct{})}, nil
+	return &Node{cfg: cfg, roles: roles, log: log, metrics: metrics.New(), Ready: make(chan struct{})}, nil
 }
 
 func knownPool(p string) bool {
@@ -89,6 +99,15 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		gctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
 			<-gctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	for _, a := range n.actors {
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		g.Add(func() error {
+			if err := a.run(actx); err != nil {
+				return fmt.Errorf("%s: %w", a.name, err)
+			}
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -144,7 +163,9 @@ func (n *Node) start(ctx context.Context) error {
 	n.js = js
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := streams.Declare(dctx, js, streams.DefaultLimits(), n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
+	limits := streams.DefaultLimits()
+	limits.Retention = n.cfg.Pipeline.Retention
+	if err := streams.Declare(dctx, js, limits, n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
 		return err
 	}
 
@@ -183,8 +204,13 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 
+	if n.roles.Bridge {
+		b := bridge.New(bridge.DefaultConfig(), n.mqtt, n.js, n.store, n.metrics, n.log)
+		n.actors = append(n.actors, actor{"bridge", b.Run})
+	}
 	if n.roles.API {
 		n.api = api.New(api.Deps{
+			Metrics:       n.metrics,
 			Config:        n.cfg,
 			Store:         n.store,
 			NATS:          n.nc,

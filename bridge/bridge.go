@@ -1,0 +1,244 @@
+// Package bridge moves camera input from MQTT into JetStream: it validates
+// and size-limits every message, stamps it with a dedup id, and publishes it
+// to POI_INGEST. The MQTT callback only queues; a few bridge workers do the
+// parsing and publishing, and the MQTT acknowledgement is sent only once
+// JetStream has stored the message.
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/metrics"
+	"poi/internal/mqttclient"
+	"poi/internal/store"
+	"poi/streams"
+)
+
+// MQTT ingest topics (a contract with camera publishers).
+const (
+	TopicSceneScapeData  = "scenescape/data/camera/+"
+	TopicSceneScapeImage = "scenescape/image/camera/+"
+	TopicRegionEvent     = "scenescape/event/region/+/+/objects"
+	TopicFrames          = "poi/frames/+"
+)
+
+// Topics are every subscription of the bridge.
+func Topics() []string {
+	return []string{TopicSceneScapeData, TopicSceneScapeImage, TopicRegionEvent, TopicFrames}
+}
+
+// Config configures the bridge.
+type Config struct {
+	Limits  Limits
+	Workers int
+	// QueueSize bounds messages received but not yet published; when it is
+	// full the MQTT handlers wait, which holds back acknowledgements and so
+	// slows the broker down instead of dropping anything.
+	QueueSize int
+	// PublishTimeout is how long a message is retried while JetStream is
+	// full or unreachable before it is counted as rejected.
+	PublishTimeout time.Duration
+}
+
+// DefaultConfig is what `poi run` uses.
+func DefaultConfig() Config {
+	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second}
+}
+
+// Bridge is the MQTT → JetStream bridge.
+type Bridge struct {
+	cfg   Config
+	mqtt  *mqttclient.Client
+	js    jetstream.JetStream
+	store *store.Store
+	m     *metrics.Metrics
+	log   *slog.Logger
+	queue chan paho.Message
+	now   func() time.Time
+
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+}
+
+// New returns a bridge; Run starts it.
+func New(cfg Config, mq *mqttclient.Client, js jetstream.JetStream, st *store.Store, m *metrics.Metrics, log *slog.Logger) *Bridge {
+	return &Bridge{cfg: cfg, mqtt: mq, js: js, store: st, m: m, log: log.With("component", "bridge"),
+		queue: make(chan paho.Message, cfg.QueueSize), now: time.Now, seen: map[string]time.Time{}}
+}
+
+// Run subscribes and bridges until ctx ends; then it unsubscribes first (no
+// new input) and lets the workers finish what is queued.
+func (b *Bridge) Run(ctx context.Context) error {
+	stopping := make(chan struct{})
+	handler := func(_ paho.Client, msg paho.Message) {
+		select {
+		case b.queue <- msg:
+		case <-stopping:
+			// Not acknowledged: the broker redelivers it to the next session.
+		}
+	}
+	for _, t := range Topics() {
+		if err := b.mqtt.Subscribe(ctx, t, 1, handler); err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range b.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range b.queue {
+				b.process(context.WithoutCancel(ctx), msg)
+			}
+		}()
+	}
+	b.log.Info("bridge subscribed", "topics", Topics())
+	<-ctx.Done()
+	b.mqtt.Unsubscribe(Topics()...)
+	close(stopping)
+	// Handlers still blocked on the queue now give up; wait a moment for
+	// any handler goroutine that already won the select.
+	time.Sleep(50 * time.Millisecond)
+	close(b.queue)
+	wg.Wait()
+	b.log.Info("bridge stopped")
+	return nil
+}
+
+// process turns one MQTT message into one JetStream message.
+func (b *Bridge) process(ctx context.Context, msg paho.Message) {
+	b.m.Received.WithLabelValues("bridge").Inc()
+	start := time.Now()
+	defer func() { b.m.Latency.WithLabelValues("bridge").Observe(time.Since(start).Seconds()) }()
+	subject, camera, body, err := b.convert(msg.Topic(), msg.Payload())
+	if err != nil {
+		reason := "invalid"
+		var re *RejectError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		b.m.Rejected.WithLabelValues("bridge", reason).Inc()
+		b.log.Warn("rejected mqtt message", "topic", msg.Topic(), "bytes", len(msg.Payload()), "reason", reason, "error", err)
+		msg.Ack() // bad input does not get better by redelivery
+		return
+	}
+	out := nats.NewMsg(subject)
+	out.Data = body
+	out.Header.Set(jetstream.MsgIDHeader, MsgID(msg.Topic(), msg.Payload()))
+	if err := b.publish(ctx, out); err != nil {
+		b.m.Rejected.WithLabelValues("bridge", "jetstream_unavailable").Inc()
+		b.log.Error("dropping mqtt message after retries: jetstream did not store it", "topic", msg.Topic(), "error", err)
+		msg.Ack()
+		return
+	}
+	msg.Ack()
+	b.m.Processed.WithLabelValues("bridge").Inc()
+	if camera != "" {
+		b.markSeen(ctx, camera)
+	}
+}
+
+// publish retries while JetStream is full (DiscardNew) or unreachable, so a
+// burst is absorbed by waiting, bounded by PublishTimeout.
+func (b *Bridge) publish(ctx context.Context, msg *nats.Msg) error {
+	deadline := time.Now().Add(b.cfg.PublishTimeout)
+	wait := 100 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := b.js.PublishMsg(pctx, msg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		}
+		b.log.Warn("jetstream publish failed; retrying", "subject", msg.Subject, "error", err, "wait", wait)
+		time.Sleep(wait)
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// MsgID derives the Nats-Msg-Id from the topic and the payload, so that an
+// MQTT redelivery of the same message is stored once.
+func MsgID(topic string, payload []byte) string {
+	h := sha256.New()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// convert validates a message of any ingest topic and returns the subject
+// and envelope to publish.
+func (b *Bridge) convert(topic string, payload []byte) (subject, camera string, body []byte, err error) {
+	parts := strings.Split(topic, "/")
+	lim := b.cfg.Limits
+	var env any
+	switch {
+	case len(parts) == 3 && parts[0] == "poi" && parts[1] == "frames":
+		camera = parts[2]
+		f, err := ParseFrame(camera, payload, b.now(), lim)
+		if err != nil {
+			return "", "", nil, err
+		}
+		subject, env = streams.Subject(streams.IngestFrame, camera), f
+	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "data" && parts[2] == "camera":
+		camera = parts[3]
+		d, err := ParseDetections(camera, payload, lim)
+		if err != nil {
+			return "", "", nil, err
+		}
+		subject, env = streams.Subject(streams.IngestSceneScape, camera), d
+	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "image" && parts[2] == "camera":
+		camera = parts[3]
+		ci, err := ParseCameraImage(camera, payload, lim)
+		if err != nil {
+			return "", "", nil, err
+		}
+		subject, env = streams.Subject(streams.IngestImage, camera), ci
+	case len(parts) == 6 && parts[0] == "scenescape" && parts[1] == "event" && parts[2] == "region" && parts[5] == "objects":
+		ev, err := ParseRegionEvent(parts[3], parts[4], payload, lim)
+		if err != nil {
+			return "", "", nil, err
+		}
+		subject, env = streams.Subject(streams.IngestRegion, parts[3], parts[4]), ev
+	default:
+		return "", "", nil, reject("bad_topic", "no route for topic %q", topic)
+	}
+	body, err = json.Marshal(env)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	return subject, camera, body, nil
+}
+
+// markSeen records the camera for GET /cameras, at most every 10 s per
+// camera so that a busy stream does not write Redis on every frame.
+func (b *Bridge) markSeen(ctx context.Context, camera string) {
+	now := b.now()
+	b.seenMu.Lock()
+	last, ok := b.seen[camera]
+	if ok && now.Sub(last) < 10*time.Second {
+		b.seenMu.Unlock()
+		return
+	}
+	b.seen[camera] = now
+	b.seenMu.Unlock()
+	if err := b.store.MarkCameraSeen(ctx, camera, now); err != nil {
+		b.log.Warn("record camera", "camera", camera, "error", err)
+	}
+}

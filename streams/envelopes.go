@@ -1,0 +1,222 @@
+package streams
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the envelope version every message carries in "v". A consumer
+// rejects (to the dead-letter stream) a version it does not know instead of
+// misreading it.
+const Version = 1
+
+// Box is a face or person box in source-image pixels: x1, y1, x2, y2.
+type Box [4]int
+
+// Width of the box.
+func (b Box) Width() int { return b[2] - b[0] }
+
+// Height of the box.
+func (b Box) Height() int { return b[3] - b[1] }
+
+// Area of the box (0 when degenerate).
+func (b Box) Area() int {
+	if b.Width() <= 0 || b.Height() <= 0 {
+		return 0
+	}
+	return b.Width() * b.Height()
+}
+
+// IoU is the intersection over union of two boxes.
+func (b Box) IoU(o Box) float64 {
+	ix := max(0, min(b[2], o[2])-max(b[0], o[0]))
+	iy := max(0, min(b[3], o[3])-max(b[1], o[1]))
+	inter := ix * iy
+	union := b.Area() + o.Area() - inter
+	if union <= 0 {
+		return 0
+	}
+	return float64(inter) / float64(union)
+}
+
+// Frame is a camera frame for the full path (poi.ingest.frame.{camera}).
+type Frame struct {
+	Header
+	CameraID  string    `json:"camera_id"`
+	Timestamp time.Time `json:"timestamp"`
+	JPEG      []byte    `json:"jpeg"`
+}
+
+// ExternalObject is a detection made upstream (SceneScape), with the
+// embedding it carried, if any.
+type ExternalObject struct {
+	Box        Box       `json:"box"`
+	Confidence float32   `json:"confidence"`
+	Embedding  []float32 `json:"embedding,omitempty"`
+	ModelName  string    `json:"model_name,omitempty"`
+}
+
+// Detections is a SceneScape camera message reduced to what the pipeline
+// uses (poi.ingest.scenescape.{camera}).
+type Detections struct {
+	Header
+	CameraID  string           `json:"camera_id"`
+	Timestamp time.Time        `json:"timestamp"`
+	Faces     []ExternalObject `json:"faces,omitempty"`
+	Persons   []ExternalObject `json:"persons,omitempty"`
+}
+
+// CameraImage is a SceneScape camera image (poi.ingest.image.{camera}).
+type CameraImage struct {
+	Header
+	CameraID  string    `json:"camera_id"`
+	Timestamp time.Time `json:"timestamp"`
+	JPEG      []byte    `json:"jpeg"`
+}
+
+// RegionObject is one object entering or leaving a region.
+type RegionObject struct {
+	ID string `json:"id"`
+	// Cameras that saw the object, when the event says so.
+	Cameras []string `json:"cameras,omitempty"`
+	// CameraBounds are the object's boxes per camera, when the event has them.
+	CameraBounds map[string]Box `json:"camera_bounds,omitempty"`
+	// Dwell is the seconds spent in the region (exits only).
+	Dwell float64 `json:"dwell,omitempty"`
+}
+
+// RegionEvent is a SceneScape region event (poi.ingest.region.{scene}.{region}).
+type RegionEvent struct {
+	Header
+	SceneID    string         `json:"scene_id"`
+	SceneName  string         `json:"scene_name,omitempty"`
+	RegionID   string         `json:"region_id"`
+	RegionName string         `json:"region_name,omitempty"`
+	Timestamp  time.Time      `json:"timestamp"`
+	Entered    []RegionObject `json:"entered,omitempty"`
+	Exited     []RegionObject `json:"exited,omitempty"`
+}
+
+// ObservedFace is one face of a frame after detection.
+type ObservedFace struct {
+	Box   Box     `json:"box"`
+	Score float32 `json:"score"`
+	// Embedding is set when the face was embedded (by us, or upstream in our
+	// model's space); Model names the model it came from.
+	Embedding []float32 `json:"embedding,omitempty"`
+	Model     string    `json:"model,omitempty"`
+	// Aligned is the 112x112 RGB crop, kept so that the tracker can ask for
+	// an embedding only when a track needs one.
+	Aligned []byte `json:"aligned,omitempty"`
+	// Thumb is a small JPEG of the face for thumbnails.
+	Thumb []byte `json:"thumb,omitempty"`
+}
+
+// Observation is every face of one frame (poi.obs.{camera}).
+type Observation struct {
+	Header
+	CameraID  string         `json:"camera_id"`
+	Timestamp time.Time      `json:"timestamp"`
+	FrameJPEG []byte         `json:"frame_jpeg,omitempty"`
+	Faces     []ObservedFace `json:"faces"`
+}
+
+// Sample is one vector of the all-detections index (poi.sample.{camera}).
+type Sample struct {
+	Header
+	ID        int64     `json:"id"`
+	TrackID   string    `json:"track_id"`
+	CameraID  string    `json:"camera_id"`
+	Timestamp time.Time `json:"timestamp"`
+	Box       Box       `json:"box"`
+	Model     string    `json:"model"`
+	Vector    []float32 `json:"vector"`
+}
+
+// Sighting is a tracked face with an embedding, for the alert stage
+// (poi.sighting.{camera}).
+type Sighting struct {
+	Header
+	TrackID    string    `json:"track_id"`
+	CameraID   string    `json:"camera_id"`
+	Timestamp  time.Time `json:"timestamp"`
+	Box        Box       `json:"box"`
+	Confidence float32   `json:"confidence"`
+	Model      string    `json:"model"`
+	Embedding  []float32 `json:"embedding"`
+}
+
+// RefVector is one reference vector of a POI.
+type RefVector struct {
+	EmbeddingID string    `json:"embedding_id"`
+	Vector      []float32 `json:"vector"`
+}
+
+// Control ops.
+const (
+	OpEnrolled = "enrolled"
+	OpDeleted  = "deleted"
+)
+
+// ControlEvent tells every POI index replica about an enrolment or deletion
+// (poi.control.{op}).
+type ControlEvent struct {
+	Header
+	Op    string      `json:"op"`
+	POIID string      `json:"poi_id"`
+	Model string      `json:"model,omitempty"`
+	Refs  []RefVector `json:"refs,omitempty"`
+}
+
+// AlertMatch is the nested match object of an alert (seed contract).
+type AlertMatch struct {
+	CameraID        string  `json:"camera_id"`
+	Confidence      float64 `json:"confidence"`
+	SimilarityScore float64 `json:"similarity_score"`
+	BBox            []int   `json:"bbox"`
+	FrameNumber     int64   `json:"frame_number"`
+	ThumbnailPath   string  `json:"thumbnail_path"`
+}
+
+// AlertPOIMetadata is the nested poi_metadata object of an alert.
+type AlertPOIMetadata struct {
+	Notes                string `json:"notes"`
+	EnrollmentDate       string `json:"enrollment_date"`
+	TotalPreviousMatches int64  `json:"total_previous_matches"`
+}
+
+// Alert is one element of GET /api/v1/alerts, the payload on POI_ALERTS and
+// on MQTT poi/alerts/{severity}/{poi_id}: a contract with integrators.
+type Alert struct {
+	EventType   string           `json:"event_type"`
+	AlertID     string           `json:"alert_id"`
+	POIID       string           `json:"poi_id"`
+	Severity    string           `json:"severity"`
+	Timestamp   string           `json:"timestamp"`
+	Status      string           `json:"status"`
+	Match       AlertMatch       `json:"match"`
+	POIMetadata AlertPOIMetadata `json:"poi_metadata"`
+}
+
+// Header is embedded in every envelope: its "v" field says how to read it.
+type Header struct {
+	V int `json:"v"`
+}
+
+// Current is the header of an envelope written now.
+func Current() Header { return Header{V: Version} }
+
+// Version is the envelope's version.
+func (h Header) Version() int { return h.V }
+
+// Decode unmarshals an envelope and rejects a version it does not know.
+func Decode(data []byte, v interface{ Version() int }) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode envelope: %w", err)
+	}
+	if got := v.Version(); got != Version {
+		return fmt.Errorf("decode envelope: version %d, want %d", got, Version)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package pool runs one stage of the pipeline: a JetStream pull consumer
+// with bounded in-flight work, explicit acks, backoff on failure, a
+// dead-letter stream after the last attempt, and a drain on shutdown.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/metrics"
+	"poi/streams"
+)
+
+// Handler processes one message. Returning nil acknowledges it; an error
+// wrapped with Permanent sends it to the dead-letter stream at once (bad
+// input will not get better); any other error is retried with backoff.
+// Handlers must be idempotent: JetStream delivers at least once.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+type permanentError struct {
+	reason string
+	err    error
+}
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as not worth retrying; reason is a short metric label.
+func Permanent(reason string, err error) error { return permanentError{reason: reason, err: err} }
+
+// Config configures a pool.
+type Config struct {
+	// Stage names the pool in logs and metrics.
+	Stage    string
+	Stream   string
+	Consumer string
+	// Concurrency bounds the messages handled at once by this process.
+	Concurrency int
+	// MaxDeliver must match the consumer's: on the last attempt a failure
+	// goes to the dead-letter stream instead of back to the queue.
+	MaxDeliver int
+	// Backoff is the delay before the n-th redelivery (n from 1).
+	Backoff func(n int) time.Duration
+	// DrainTimeout bounds how long in-flight handlers may run after
+	// shutdown begins.
+	DrainTimeout time.Duration
+}
+
+// DefaultBackoff doubles from 500 ms up to 30 s.
+func DefaultBackoff(n int) time.Duration {
+	d := 500 * time.Millisecond << min(n-1, 6)
+	return min(d, 30*time.Second)
+}
+
+// Pool consumes one durable consumer.
+type Pool struct {
+	cfg     Config
+	js      jetstream.JetStream
+	handler Handler
+	m       *metrics.Metrics
+	log     *slog.Logger
+}
+
+// New returns a pool; Run starts it.
+func New(cfg Config, js jetstream.JetStream, h Handler, m *metrics.Metrics, log *slog.Logger) *Pool {
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	return &Pool{cfg: cfg, js: js, handler: h, m: m, log: log.With("stage", cfg.Stage)}
+}
+
+// Run consumes until ctx is cancelled, then stops pulling and waits (at most
+// DrainTimeout) for the messages in hand. Messages never acknowledged are
+// redelivered by JetStream to another worker after AckWait.
+func (p *Pool) Run(ctx context.Context) error {
+	cons, err := p.js.Consumer(ctx, p.cfg.Stream, p.cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("pool %s: consumer %s/%s: %w", p.cfg.Stage, p.cfg.Stream, p.cfg.Consumer, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(p.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("pool %s: messages: %w", p.cfg.Stage, err)
+	}
+	// Handlers get a context that outlives ctx by the drain timeout, so that
+	// work in hand can finish instead of failing half way.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+		}
+	}()
+
+	sem := make(chan struct{}, p.cfg.Concurrency)
+	var wg sync.WaitGroup
+	p.log.Info("pool started", "stream", p.cfg.Stream, "consumer", p.cfg.Consumer, "concurrency", p.cfg.Concurrency)
+	var runErr error
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+				runErr = fmt.Errorf("pool %s: next: %w", p.cfg.Stage, err)
+			}
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p.handle(hctx, msg)
+		}()
+	}
+	close(stopped)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(p.cfg.DrainTimeout):
+		p.log.Warn("drain timeout: abandoning in-flight messages to redelivery")
+		hcancel()
+		<-done
+	}
+	p.log.Info("pool stopped")
+	return runErr
+}
+
+func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
+	stage := p.cfg.Stage
+	p.m.Received.WithLabelValues(stage).Inc()
+	meta, err := msg.Metadata()
+	delivered := 1
+	if err == nil {
+		delivered = int(meta.NumDelivered)
+	}
+	if delivered > 1 {
+		p.m.Redelivered.WithLabelValues(stage).Inc()
+	}
+	start := time.Now()
+	herr := p.safeHandle(ctx, msg)
+	p.m.Latency.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+	if herr == nil {
+		if err := msg.DoubleAck(ctx); err != nil {
+			// The work is done and idempotent: a redelivery will be
+			// recognised and acknowledged then.
+			p.log.Warn("ack failed", "subject", msg.Subject(), "error", err)
+			return
+		}
+		p.m.Processed.WithLabelValues(stage).Inc()
+		return
+	}
+	var perm permanentError
+	if errors.As(herr, &perm) {
+		p.m.Rejected.WithLabelValues(stage, perm.reason).Inc()
+		p.log.Warn("rejected", "subject", msg.Subject(), "reason", perm.reason, "error", herr)
+		p.deadLetter(ctx, msg, herr, delivered)
+		return
+	}
+	if delivered >= p.cfg.MaxDeliver {
+		p.m.Rejected.WithLabelValues(stage, "max_deliver").Inc()
+		p.log.Error("giving up after last delivery", "subject", msg.Subject(), "delivered", delivered, "error", herr)
+		p.deadLetter(ctx, msg, herr, delivered)
+		return
+	}
+	p.log.Warn("will retry", "subject", msg.Subject(), "delivered", delivered, "error", herr)
+	if err := msg.NakWithDelay(p.cfg.Backoff(delivered)); err != nil {
+		p.log.Warn("nak failed", "subject", msg.Subject(), "error", err)
+	}
+}
+
+// safeHandle keeps a handler bug on one message from killing the worker.
+func (p *Pool) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent("panic", fmt.Errorf("handler panic: %v", r))
+		}
+	}()
+	return p.handler(ctx, msg)
+}
+
+// deadLetter copies the message with its failure to the dead-letter stream,
+// then terminates it. If the copy fails the message is left for redelivery:
+// nothing is dropped without a trace.
+func (p *Pool) deadLetter(ctx context.Context, msg jetstream.Msg, cause error, delivered int) {
+	dl := nats.NewMsg(streams.Subject(streams.DeadLetterSubj, p.cfg.Consumer))
+	dl.Data = msg.Data()
+	dl.Header.Set("Poi-Error", cause.Error())
+	dl.Header.Set("Poi-Subject", msg.Subject())
+	dl.Header.Set("Poi-Delivered", strconv.Itoa(delivered))
+	if meta, err := msg.Metadata(); err == nil {
+		dl.Header.Set("Poi-Stream-Seq", strconv.FormatUint(meta.Sequence.Stream, 10))
+		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", p.cfg.Consumer, meta.Sequence.Stream))
+	}
+	if _, err := p.js.PublishMsg(ctx, dl); err != nil {
+		p.log.Error("dead-letter publish failed; leaving message for redelivery", "error", err)
+		_ = msg.NakWithDelay(p.cfg.Backoff(delivered))
+		return
+	}
+	p.m.DeadLettered.WithLabelValues(p.cfg.Stage).Inc()
+	if err := msg.Term(); err != nil {
+		p.log.Warn("term failed", "error", err)
+	}
+}
