@@ -19,9 +19,9 @@ import (
 
 	"poi/api"
 	"poi/bridge"
-	"poi/internal/metrics"
 	"poi/internal/config"
 	"poi/internal/embedded"
+	"poi/internal/metrics"
 	"poi/internal/mqttclient"
 	"poi/internal/store"
 	"poi/streams"
