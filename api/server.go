@@ -14,10 +14,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"poi/internal/config"
 	"poi/internal/metrics"
+	"poi/internal/replica"
+	"poi/internal/scenescape"
 	"poi/internal/store"
+	"poi/workers/embed"
 )
 
 // Deps are what the handlers read from and call into.
@@ -25,6 +29,12 @@ type Deps struct {
 	Config config.Config
 	Store  *store.Store
 	NATS   *nats.Conn
+	JS     jetstream.JetStream
+	// Embed reaches the embedding service (in this process or another).
+	Embed *embed.Client
+	// POI and Detections are this process's index replicas.
+	POI        *replica.POI
+	Detections *replica.Detections
 	// MQTTConnected reports the live state of this process's MQTT client.
 	MQTTConnected func() bool
 	// VectorCount is the number of vectors in every FAISS index this process
@@ -36,9 +46,10 @@ type Deps struct {
 
 // Server is the HTTP server of the API.
 type Server struct {
-	deps Deps
-	http *http.Server
-	ln   net.Listener
+	deps       Deps
+	scenescape *scenescape.Client
+	http       *http.Server
+	ln         net.Listener
 }
 
 // New builds the router. Listen and Serve start it.
@@ -47,7 +58,7 @@ func New(d Deps) *Server {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	s := &Server{deps: d}
+	s := &Server{deps: d, scenescape: scenescape.New(d.Config.SceneScape)}
 	r.Use(requestID(), accessLog(d.Log), recoverJSON(d.Log))
 	r.NoRoute(func(c *gin.Context) { fail(c, http.StatusNotFound, "not found", "no route for "+c.Request.URL.Path) })
 	r.NoMethod(func(c *gin.Context) {
@@ -55,6 +66,18 @@ func New(d Deps) *Server {
 	})
 	v1 := r.Group("/api/v1")
 	v1.GET("/status", s.status)
+	v1.POST("/poi", s.createPOI)
+	v1.GET("/poi", s.listPOIs)
+	v1.GET("/poi/:poi_id", s.getPOI)
+	v1.DELETE("/poi/:poi_id", s.deletePOI)
+	v1.POST("/search", s.search)
+	v1.GET("/frames/:encoded_key", s.frame)
+	v1.GET("/thumbnail/:object_id", s.thumbnail)
+	v1.GET("/cameras", s.listCameras)
+	v1.GET("/cameras/:camera_id", s.getCamera)
+	v1.GET("/alerts", s.listAlerts)
+	v1.DELETE("/alerts", s.deleteAlerts)
+	v1.GET("/openapi.json", s.openapi)
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 	s.http = &http.Server{
 		Handler:           r,

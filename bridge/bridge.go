@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -66,8 +67,11 @@ type Bridge struct {
 	store *store.Store
 	m     *metrics.Metrics
 	log   *slog.Logger
-	queue chan paho.Message
-	now   func() time.Time
+	// queues hold one channel per bridge worker; a camera always maps to
+	// the same worker, so its messages reach JetStream in arrival order.
+	queues   []chan paho.Message
+	stopping chan struct{}
+	now      func() time.Time
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time
@@ -75,18 +79,22 @@ type Bridge struct {
 
 // New returns a bridge; Run starts it.
 func New(cfg Config, mq *mqttclient.Client, js jetstream.JetStream, st *store.Store, m *metrics.Metrics, log *slog.Logger) *Bridge {
+	qs := make([]chan paho.Message, max(1, cfg.Workers))
+	for i := range qs {
+		qs[i] = make(chan paho.Message, max(1, cfg.QueueSize/len(qs)))
+	}
 	return &Bridge{cfg: cfg, mqtt: mq, js: js, store: st, m: m, log: log.With("component", "bridge"),
-		queue: make(chan paho.Message, cfg.QueueSize), now: time.Now, seen: map[string]time.Time{}}
+		queues: qs, stopping: make(chan struct{}), now: time.Now, seen: map[string]time.Time{}}
 }
 
-// Run subscribes and bridges until ctx ends; then it unsubscribes first (no
-// new input) and lets the workers finish what is queued.
-func (b *Bridge) Run(ctx context.Context) error {
-	stopping := make(chan struct{})
+// Subscribe registers the ingest subscriptions (now, and after every
+// reconnect); call it before Run, so the bridge is listening by the time the
+// process reports ready.
+func (b *Bridge) Subscribe(ctx context.Context) error {
 	handler := func(_ paho.Client, msg paho.Message) {
 		select {
-		case b.queue <- msg:
-		case <-stopping:
+		case b.queues[b.route(msg.Topic())] <- msg:
+		case <-b.stopping:
 			// Not acknowledged: the broker redelivers it to the next session.
 		}
 	}
@@ -95,27 +103,46 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return fmt.Errorf("bridge: %w", err)
 		}
 	}
+	b.log.Info("bridge subscribed", "topics", Topics())
+	return nil
+}
+
+// Run bridges until ctx ends; then it unsubscribes first (no new input) and
+// lets the workers finish what is queued.
+func (b *Bridge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for range b.cfg.Workers {
+	for _, q := range b.queues {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for msg := range b.queue {
+			for msg := range q {
 				b.process(context.WithoutCancel(ctx), msg)
 			}
 		}()
 	}
-	b.log.Info("bridge subscribed", "topics", Topics())
 	<-ctx.Done()
 	b.mqtt.Unsubscribe(Topics()...)
-	close(stopping)
-	// Handlers still blocked on the queue now give up; wait a moment for
-	// any handler goroutine that already won the select.
+	close(b.stopping)
+	// Handlers still blocked on a queue now give up; wait a moment for
+	// any handler that already won its select.
 	time.Sleep(50 * time.Millisecond)
-	close(b.queue)
+	for _, q := range b.queues {
+		close(q)
+	}
 	wg.Wait()
 	b.log.Info("bridge stopped")
 	return nil
+}
+
+// route picks the worker of a topic's source (camera, or scene/region).
+func (b *Bridge) route(topic string) int {
+	parts := strings.Split(topic, "/")
+	h := fnv.New32a()
+	h.Write([]byte(parts[len(parts)-1]))
+	if len(parts) == 6 { // region events: scene and region
+		h.Write([]byte(parts[3] + "/" + parts[4]))
+	}
+	return int(h.Sum32() % uint32(len(b.queues)))
 }
 
 // process turns one MQTT message into one JetStream message.

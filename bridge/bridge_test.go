@@ -61,6 +61,9 @@ func TestBridgeEndToEnd(t *testing.T) {
 	defer bcl.Close(0)
 	m := metrics.New()
 	b := New(DefaultConfig(), bcl, js, st, m, log)
+	if err := b.Subscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
 	bctx, stopBridge := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- b.Run(bctx) }()
@@ -71,7 +74,6 @@ func TestBridgeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close(0)
-	time.Sleep(200 * time.Millisecond) // subscriptions settle
 
 	frame := testenv.ReadPhoto(t, "franck_01829.jpg")
 	frameJSON, _ := json.Marshal(map[string]string{"timestamp": "2026-11-27T10:00:00Z", "image": base64.StdEncoding.EncodeToString(frame)})

@@ -106,18 +106,22 @@ type ObservedFace struct {
 	// model's space); Model names the model it came from.
 	Embedding []float32 `json:"embedding,omitempty"`
 	Model     string    `json:"model,omitempty"`
-	// Aligned is the 112x112 RGB crop, kept so that the tracker can ask for
-	// an embedding only when a track needs one.
-	Aligned []byte `json:"aligned,omitempty"`
-	// Thumb is a small JPEG of the face for thumbnails.
-	Thumb []byte `json:"thumb,omitempty"`
+	// Landmarks are the five alignment points in frame pixels (zero when
+	// unknown): with them the tracker can have the face embedded later, only
+	// if a track needs it.
+	Landmarks [5][2]float64 `json:"landmarks"`
 }
 
 // Observation is every face of one frame (poi.obs.{camera}).
 type Observation struct {
 	Header
-	CameraID  string         `json:"camera_id"`
-	Timestamp time.Time      `json:"timestamp"`
+	CameraID  string    `json:"camera_id"`
+	Timestamp time.Time `json:"timestamp"`
+	// FrameNumber is the frame's sequence number in POI_INGEST.
+	FrameNumber uint64 `json:"frame_number"`
+	// Tick marks a synthetic observation that only advances the camera's
+	// clock (it closes tracks of an idle camera).
+	Tick      bool           `json:"tick,omitempty"`
 	FrameJPEG []byte         `json:"frame_jpeg,omitempty"`
 	Faces     []ObservedFace `json:"faces"`
 }
@@ -138,13 +142,14 @@ type Sample struct {
 // (poi.sighting.{camera}).
 type Sighting struct {
 	Header
-	TrackID    string    `json:"track_id"`
-	CameraID   string    `json:"camera_id"`
-	Timestamp  time.Time `json:"timestamp"`
-	Box        Box       `json:"box"`
-	Confidence float32   `json:"confidence"`
-	Model      string    `json:"model"`
-	Embedding  []float32 `json:"embedding"`
+	TrackID     string    `json:"track_id"`
+	FrameNumber uint64    `json:"frame_number"`
+	CameraID    string    `json:"camera_id"`
+	Timestamp   time.Time `json:"timestamp"`
+	Box         Box       `json:"box"`
+	Confidence  float32   `json:"confidence"`
+	Model       string    `json:"model"`
+	Embedding   []float32 `json:"embedding"`
 }
 
 // RefVector is one reference vector of a POI.

@@ -270,14 +270,20 @@ func Consumers(maxDeliver int) []ConsumerDef {
 		}}
 	}
 	return []ConsumerDef{
-		// Face inference takes 35-56 ms per face here: a frame with several
-		// faces needs seconds of headroom before it is redelivered.
-		pull(Ingest, ConsumerDetect, "frames and SceneScape detections to faces and embeddings", 60*time.Second, 64,
+		// One frame in flight: observations must reach the tracker in each
+		// camera's frame order, and detection (about 5 ms a frame with the
+		// reduced-scale decode) is cheap; the expensive embedder runs
+		// behind the tracker, only when a track needs it. Scaling past one
+		// ordered consumer means partitioning cameras (README).
+		pull(Ingest, ConsumerDetect, "frames and SceneScape detections to faces", 60*time.Second, 1,
 			IngestFrame+".>", IngestSceneScape+".>"),
 		pull(Ingest, ConsumerFrames, "SceneScape camera images into the frame cache", 30*time.Second, 256, IngestImage+".>"),
 		pull(Ingest, ConsumerZones, "region events into zone appearances", 30*time.Second, 256, IngestRegion+".>"),
 		// One in flight: the tracker needs a camera's observations in order.
-		pull(Observations, ConsumerIndex, "per-camera tracking and sampling", 30*time.Second, 1, ObservationsSubj+".>"),
+		// A short ack wait, because while one observation is unacknowledged
+		// nothing else flows: a dead tracker is replaced within 10 s (a live
+		// one that is slow keeps its message with in-progress acks).
+		pull(Observations, ConsumerIndex, "per-camera tracking and sampling", 10*time.Second, 1, ObservationsSubj+".>"),
 		pull(Sightings, ConsumerAlert, "POI matching and alerting", 30*time.Second, 256, SightingsSubj+".>"),
 	}
 }

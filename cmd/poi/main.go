@@ -25,7 +25,8 @@ import (
 const usage = `usage: poi <command> [flags]
 
 commands:
-  run      everything in one process (embedded NATS and MQTT unless URLs are set)
+  run      everything in one process (embedded NATS and MQTT unless URLs are set;
+           --pools narrows the worker pools it runs)
   bridge   MQTT -> JetStream bridge only
   worker   worker pools only (--pools detect,embed,index,alert)
   api      REST API only
@@ -73,7 +74,7 @@ func run(args []string, stderr io.Writer) int {
 	all := splitList(*pools)
 	switch cmd {
 	case "run":
-		roles = node.Roles{Embedded: true, Bridge: true, API: true, Pools: []string{"detect", "embed", "index", "alert"}}
+		roles = node.Roles{Embedded: true, Bridge: true, API: true, Pools: all}
 	case "bridge":
 		roles = node.Roles{Bridge: true}
 	case "worker":

@@ -51,6 +51,8 @@ func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) 
 		"POI_DATA_DIR="+t.TempDir(),
 		"POI_SHUTDOWN_TIMEOUT=10s",
 		"POI_API_DEPENDENCY_TIMEOUT=500ms",
+		"POI_FACE_MODEL_DIR="+testenv.ModelDir(t),
+		"POI_FACE_ORT_LIBRARY="+testenv.ORTLibrary(t),
 	)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{}),

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,25 @@ type Config struct {
 	Redis           Redis         `yaml:"redis"`
 	Face            Face          `yaml:"face"`
 	Pipeline        Pipeline      `yaml:"pipeline"`
+	SceneScape      SceneScape    `yaml:"scenescape"`
+	// Cameras are named here when no SceneScape is configured; cameras
+	// seen on MQTT are listed too, named by their id.
+	Cameras []Camera `yaml:"cameras"`
+}
+
+// SceneScape configures its REST API, the source of the camera list.
+type SceneScape struct {
+	URL      string        `yaml:"url"`
+	Token    string        `yaml:"token"`
+	Username string        `yaml:"username"`
+	Password string        `yaml:"password"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// Camera is a configured camera.
+type Camera struct {
+	ID   string `yaml:"id" json:"id"`
+	Name string `yaml:"name" json:"name"`
 }
 
 // Log configures log/slog output.
@@ -214,7 +234,7 @@ func applyEnv(c *Config, environ []string) error {
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
 		f, known := fields[key]
 		if !known {
-			if ignoredEnv[name] {
+			if ignoredEnv(name) {
 				continue
 			}
 			return fmt.Errorf("%s: no such setting", name)
@@ -226,11 +246,14 @@ func applyEnv(c *Config, environ []string) error {
 	return nil
 }
 
-// ignoredEnv are POI_* variables read by set-up scripts and tests, not by Load.
-var ignoredEnv = map[string]bool{
-	"POI_ASSETS_DIR":  true,
-	"POI_BENCH_LARGE": true,
-	"POI_CONFIG":      true,
+// ignoredEnv are POI_* variables read by the scripts, benchmarks and tests,
+// not by Load.
+func ignoredEnv(name string) bool {
+	switch name {
+	case "POI_ASSETS_DIR", "POI_CONFIG", "POI_FUZZTIME", "POI_TEST_VERBOSE", "POI_REDIS_PORT":
+		return true
+	}
+	return strings.HasPrefix(name, "POI_BENCH_")
 }
 
 func collectFields(v reflect.Value, path []string, out map[string]reflect.Value) {
@@ -257,6 +280,13 @@ func setField(f reflect.Value, s string) error {
 		return nil
 	}
 	switch f.Kind() {
+	case reflect.Slice:
+		// Lists are given as JSON: POI_CAMERAS='[{"id":"c1","name":"Door"}]'.
+		p := reflect.New(f.Type())
+		if err := json.Unmarshal([]byte(s), p.Interface()); err != nil {
+			return fmt.Errorf("want a JSON list: %w", err)
+		}
+		f.Set(p.Elem())
 	case reflect.String:
 		f.SetString(s)
 	case reflect.Int, reflect.Int64:
@@ -368,6 +398,17 @@ func (c Config) Validate() error {
 	} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)
+		}
+	}
+	if c.SceneScape.URL != "" {
+		checkURL(bad, "scenescape.url", c.SceneScape.URL, "http", "https")
+	}
+	if c.SceneScape.Timeout <= 0 {
+		bad("scenescape.timeout", "must be positive")
+	}
+	for i, cam := range c.Cameras {
+		if cam.ID == "" {
+			bad(fmt.Sprintf("cameras[%d].id", i), "must not be empty")
 		}
 	}
 	if c.Pipeline.MaxDeliver < 1 {

@@ -18,6 +18,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// MaxPayload is the largest NATS message the service sends.
+const MaxPayload = 16 << 20
+
 // NATS is an embedded nats-server with JetStream on file storage.
 type NATS struct {
 	srv *server.Server
@@ -35,6 +38,9 @@ func StartNATS(host string, port int, dataDir string, log *slog.Logger) (*NATS, 
 		// The process owns signal handling; the server must not exit on its own.
 		NoSigs: true,
 		NoLog:  true,
+		// Frames and enrollment photos travel whole (up to 10 MB each);
+		// an external server needs max_payload of at least this much.
+		MaxPayload: MaxPayload,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -62,8 +62,10 @@ func Connect(ctx context.Context, o Options, log *slog.Logger) (*Client, error) 
 		SetConnectTimeout(o.ConnectTimeout).
 		SetKeepAlive(10 * time.Second).
 		SetCleanSession(true).
-		// Handlers run concurrently; ours only hand work off, never block.
-		SetOrderMatters(false).
+		// Handlers run in arrival order (per-camera order matters to the
+		// tracker); ours only hand messages to a queue, and when the queue
+		// is full the wait pushes back on the broker instead of dropping.
+		SetOrderMatters(true).
 		SetAutoAckDisabled(o.ManualAck).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {

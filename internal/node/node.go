@@ -18,7 +18,6 @@ import (
 	"github.com/oklog/run"
 
 	"poi/api"
-	"poi/bridge"
 	"poi/internal/config"
 	"poi/internal/embedded"
 	"poi/internal/metrics"
@@ -50,6 +49,7 @@ type Node struct {
 	store   *store.Store
 	mqtt    *mqttclient.Client
 	api     *api.Server
+	closers []func() error
 	metrics *metrics.Metrics
 	actors  []actor
 
@@ -149,7 +149,11 @@ func (n *Node) start(ctx context.Context) error {
 		nats.Timeout(n.cfg.NATS.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { n.log.Warn("nats disconnected", "error", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own close at shutdown
+				n.log.Warn("nats disconnected", "error", err)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
@@ -182,7 +186,7 @@ func (n *Node) start(ctx context.Context) error {
 		n.log.Warn("redis not reachable at start", "url", n.cfg.Redis.URL, "error", err)
 	}
 
-	if n.roles.Bridge || n.roles.API {
+	if n.roles.Bridge || n.roles.API || n.hasPool("alert") {
 		if n.cfg.MQTT.Embedded() && n.roles.Embedded {
 			srv, err := embedded.StartMQTT(n.cfg.MQTT.EmbeddedAddr, n.log)
 			if err != nil {
@@ -204,25 +208,7 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 
-	if n.roles.Bridge {
-		b := bridge.New(bridge.DefaultConfig(), n.mqtt, n.js, n.store, n.metrics, n.log)
-		n.actors = append(n.actors, actor{"bridge", b.Run})
-	}
-	if n.roles.API {
-		n.api = api.New(api.Deps{
-			Metrics:       n.metrics,
-			Config:        n.cfg,
-			Store:         n.store,
-			NATS:          n.nc,
-			MQTTConnected: n.mqttConnected,
-			VectorCount:   func() int { return 0 },
-			Log:           n.log.With("component", "api"),
-		})
-		if err := n.api.Listen(); err != nil {
-			return fmt.Errorf("api.addr: %w", err)
-		}
-	}
-	return nil
+	return n.startRoles(ctx)
 }
 
 func (n *Node) mqttConnected() bool { return n.mqtt != nil && n.mqtt.IsConnected() }
@@ -239,6 +225,11 @@ func (n *Node) APIAddr() string {
 // bus and the embedded servers last, so in-flight work can still finish.
 func (n *Node) close(ctx context.Context) error {
 	var errs []error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.mqtt != nil {
 		n.mqtt.Close(250 * time.Millisecond)
 	}
@@ -284,3 +275,6 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("nats drain: %w", ctx.Err())
 	}
 }
+
+// Metrics are this process's collectors.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }

@@ -13,11 +13,12 @@ package store
 //	alerts:recent                   LIST alert JSON, newest first        owner: alert  TTL: none, trimmed
 //	alert:{alert_id}                STRING alert JSON                    owner: alert  TTL: retention
 //	alert:dedup:{track}:{poi}       STRING marker                        owner: alert  TTL: retention
+//	alertsent:{alert_id}            STRING marker: sent on MQTT          owner: alert  TTL: retention
 //	alert:cooldown:{poi}:{camera}   STRING marker                        owner: alert  TTL: cooldown
-//	track:seq:{camera}              STRING counter for track numbers     owner: index  TTL: none
+//	track:state:{camera}            STRING tracker state JSON (open tracks, last applied sequence) owner: index TTL: retention
+//	zone:open:{object}:{region}     STRING pending zone entry JSON       owner: zones  TTL: retention
 //	track:{track}                   HASH track record                    owner: index  TTL: retention
 //	track:{track}:zones             LIST zone appearance JSON            owner: zones  TTL: retention
-//	detection:seq                   (unused: detection ids are derived from the message)
 //	detection:{id}                  HASH sample -> track, time, bbox     owner: index  TTL: retention
 //	camera:seen                     HASH camera_id -> last seen (RFC3339) owner: bridge TTL: none
 //	camera:latest:{camera}          STRING latest frame JPEG             owner: frames TTL: 60s
@@ -73,14 +74,20 @@ func (k Keys) Alert(id string) string { return k.k("alert", id) }
 // AlertPattern matches every alert record (for SCAN).
 func (k Keys) AlertPattern() string { return k.k("alert", "alert-*") }
 
+// AlertSent marks an alert as delivered on MQTT.
+func (k Keys) AlertSent(id string) string { return k.k("alertsent", id) }
+
 // AlertDedup marks that a track already alerted for a POI.
 func (k Keys) AlertDedup(track, poi string) string { return k.k("alert", "dedup", track, poi) }
 
 // AlertCooldown marks a recent alert for a POI on a camera.
 func (k Keys) AlertCooldown(poi, camera string) string { return k.k("alert", "cooldown", poi, camera) }
 
-// TrackSeq numbers a camera's tracks.
-func (k Keys) TrackSeq(camera string) string { return k.k("track", "seq", camera) }
+// TrackerState is the tracker's durable state for one camera.
+func (k Keys) TrackerState(camera string) string { return k.k("track", "state", camera) }
+
+// ZoneOpen is a zone entry waiting for its exit.
+func (k Keys) ZoneOpen(object, region string) string { return k.k("zone", "open", object, region) }
 
 // Track is a track record.
 func (k Keys) Track(track string) string { return k.k("track", track) }

@@ -30,6 +30,9 @@ type Redis struct {
 	Port int
 	dir  string
 	cmd  *exec.Cmd
+	// durable servers write every command to an append-only file, so a
+	// killed and restarted server comes back with its data.
+	durable bool
 }
 
 // StartRedis starts redis-server (installed by set-up) on a free port and
@@ -45,14 +48,28 @@ func StartRedis(tb testing.TB) *Redis {
 	return r
 }
 
+// StartDurableRedis is StartRedis with every write fsynced to an
+// append-only file: Stop then Start is an outage, not a data loss.
+func StartDurableRedis(tb testing.TB) *Redis {
+	tb.Helper()
+	r := &Redis{tb: tb, Port: FreePort(tb), dir: tb.TempDir(), durable: true}
+	r.Start()
+	tb.Cleanup(r.Stop)
+	return r
+}
+
 // URL is the redis:// URL of the server.
 func (r *Redis) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.Port) }
 
 // Start (re)starts the server on its port and waits until it answers.
 func (r *Redis) Start() {
 	r.tb.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
-		"--dir", r.dir, "--save", "", "--appendonly", "no")
+	aof := []string{"--appendonly", "no"}
+	if r.durable {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	r.cmd = exec.Command("redis-server", append([]string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", ""}, aof...)...)
 	if err := r.cmd.Start(); err != nil {
 		r.tb.Fatalf("testenv: start redis-server: %v", err)
 	}

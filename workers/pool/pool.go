@@ -52,6 +52,11 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight handlers may run after
 	// shutdown begins.
 	DrainTimeout time.Duration
+	// RetryFor is how long a failing message is retried in place (keeping
+	// it in progress) before it goes back to JetStream: an outage of Redis
+	// or of the embedding service shorter than this costs no delivery
+	// attempt, so it can never push a good message to the dead letters.
+	RetryFor time.Duration
 }
 
 // DefaultBackoff doubles from 500 ms up to 30 s.
@@ -79,6 +84,9 @@ func New(cfg Config, js jetstream.JetStream, h Handler, m *metrics.Metrics, log 
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.RetryFor < 0 {
+		cfg.RetryFor = 0
 	}
 	return &Pool{cfg: cfg, js: js, handler: h, m: m, log: log.With("stage", cfg.Stage)}
 }
@@ -153,7 +161,23 @@ func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
 		p.m.Redelivered.WithLabelValues(stage).Inc()
 	}
 	start := time.Now()
-	herr := p.safeHandle(ctx, msg)
+	// While the handler works, tell JetStream the message is in progress,
+	// so a slow handler is not mistaken for a dead one.
+	hb := time.NewTicker(3 * time.Second)
+	hbDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hb.C:
+				_ = msg.InProgress()
+			case <-hbDone:
+				return
+			}
+		}
+	}()
+	herr := p.retrying(ctx, msg)
+	hb.Stop()
+	close(hbDone)
 	p.m.Latency.WithLabelValues(stage).Observe(time.Since(start).Seconds())
 	if herr == nil {
 		if err := msg.DoubleAck(ctx); err != nil {
@@ -181,6 +205,28 @@ func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
 	p.log.Warn("will retry", "subject", msg.Subject(), "delivered", delivered, "error", herr)
 	if err := msg.NakWithDelay(p.cfg.Backoff(delivered)); err != nil {
 		p.log.Warn("nak failed", "subject", msg.Subject(), "error", err)
+	}
+}
+
+// retrying runs the handler, retrying transient failures in place for up to
+// RetryFor with a growing pause (the heartbeat of handle keeps the message
+// from being redelivered elsewhere meanwhile).
+func (p *Pool) retrying(ctx context.Context, msg jetstream.Msg) error {
+	deadline := time.Now().Add(p.cfg.RetryFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := p.safeHandle(ctx, msg)
+		var perm permanentError
+		if err == nil || errors.As(err, &perm) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		p.log.Warn("retrying in place", "subject", msg.Subject(), "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
 	}
 }
 

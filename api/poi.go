@@ -1,0 +1,318 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/nats-io/nats.go"
+
+	"poi/internal/store"
+	"poi/streams"
+	"poi/workers/embed"
+)
+
+// validSeverity: a POI is low, medium (the default) or high.
+func validSeverity(s string) bool { return s == "low" || s == "medium" || s == "high" }
+
+// isPOIID checks the "poi-" + 8 lower-case hex form; anything else cannot
+// name a POI, so it is a 404 without touching Redis.
+func isPOIID(s string) bool {
+	rest, ok := strings.CutPrefix(s, "poi-")
+	if !ok || len(rest) != 8 {
+		return false
+	}
+	for _, c := range rest {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+type referenceImage struct {
+	EmbeddingID string `json:"embedding_id"`
+	VectorDim   int    `json:"vector_dim"`
+}
+
+// enrolledImage says, per uploaded photo, which face was used or why none.
+type enrolledImage struct {
+	Index         int    `json:"index"`
+	Filename      string `json:"filename"`
+	FacesDetected int    `json:"faces_detected"`
+	FaceBBox      []int  `json:"face_bbox,omitempty"`
+	EmbeddingID   string `json:"embedding_id,omitempty"`
+	Rejected      string `json:"rejected,omitempty"`
+}
+
+type poiBody struct {
+	POIID           string           `json:"poi_id"`
+	Severity        string           `json:"severity"`
+	Notes           string           `json:"notes"`
+	ReferenceImages []referenceImage `json:"reference_images,omitempty"`
+	Status          string           `json:"status"`
+	CreatedAt       string           `json:"created_at"`
+	// Images is an addition to the seed: what happened to each photo.
+	Images []enrolledImage `json:"images,omitempty"`
+}
+
+func newPOIID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "poi-" + hex.EncodeToString(b[:])
+}
+
+// uploadError maps an embedding failure of one uploaded photo to a status.
+func uploadError(err error) (int, string) {
+	var ee *embed.Error
+	if errors.As(err, &ee) {
+		switch ee.Code {
+		case embed.CodeTooLarge:
+			return http.StatusRequestEntityTooLarge, "image too large"
+		case embed.CodeBadImage, embed.CodeUnsupported:
+			return http.StatusUnprocessableEntity, "not a usable image"
+		case embed.CodeNoFace:
+			return http.StatusUnprocessableEntity, "no face"
+		}
+	}
+	if errors.Is(err, embed.ErrNoWorker) || errors.Is(err, embed.ErrTimeout) {
+		return http.StatusServiceUnavailable, "embedding unavailable"
+	}
+	return http.StatusInternalServerError, "embedding failed"
+}
+
+// readUpload reads one multipart file within the per-image limit.
+func (s *Server) readUpload(fh *multipart.FileHeader) ([]byte, error) {
+	limit := s.deps.Config.API.MaxImageBytes
+	if fh.Size > limit {
+		return nil, fmt.Errorf("%q is %d bytes, over the %d-byte limit", fh.Filename, fh.Size, limit)
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", fh.Filename, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", fh.Filename, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%q is over the %d-byte limit", fh.Filename, limit)
+	}
+	return b, nil
+}
+
+// parseMultipart parses the form within the request body limit.
+func (s *Server) parseMultipart(c *gin.Context, maxFiles int) bool {
+	limit := int64(maxFiles)*s.deps.Config.API.MaxImageBytes + 1<<20
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	if err := c.Request.ParseMultipartForm(32 << 20); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			fail(c, http.StatusRequestEntityTooLarge, "request too large", fmt.Sprintf("the request body is over %d bytes", limit))
+			return false
+		}
+		fail(c, http.StatusBadRequest, "bad multipart form", err.Error())
+		return false
+	}
+	return true
+}
+
+func formValue(c *gin.Context, names ...string) string {
+	for _, n := range names {
+		if v, ok := c.Request.MultipartForm.Value[n]; ok && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func (s *Server) createPOI(c *gin.Context) {
+	maxImages := s.deps.Config.API.MaxImages
+	if !s.parseMultipart(c, maxImages) {
+		return
+	}
+	files := c.Request.MultipartForm.File["images"]
+	if len(files) == 0 || len(files) > maxImages {
+		fail(c, http.StatusUnprocessableEntity, "invalid images", fmt.Sprintf("images: %d files given, want 1 to %d", len(files), maxImages))
+		return
+	}
+	severity := formValue(c, "severity")
+	if severity == "" {
+		severity = "medium"
+	}
+	if !validSeverity(severity) {
+		fail(c, http.StatusUnprocessableEntity, "invalid severity", fmt.Sprintf("severity: %q is not low, medium or high", severity))
+		return
+	}
+	notes := formValue(c, "description", "notes")
+	if len(notes) > 4096 {
+		fail(c, http.StatusUnprocessableEntity, "invalid notes", "description: over 4096 characters")
+		return
+	}
+
+	id := newPOIID()
+	poi := store.POI{ID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: time.Now().UTC()}
+	body := poiBody{POIID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: poi.CreatedAt.Format(time.RFC3339)}
+	for i, fh := range files {
+		img := enrolledImage{Index: i, Filename: fh.Filename}
+		data, err := s.readUpload(fh)
+		if err != nil {
+			fail(c, http.StatusRequestEntityTooLarge, "image too large", "images["+fmt.Sprint(i)+"]: "+err.Error())
+			return
+		}
+		rep, err := s.deps.Embed.Do(c.Request.Context(), data, embed.Params{Mode: embed.ModeLargest, Thumbs: true})
+		if err != nil {
+			code, msg := uploadError(err)
+			if code == http.StatusUnprocessableEntity && msg == "no face" {
+				img.Rejected = "no face found"
+				body.Images = append(body.Images, img)
+				continue
+			}
+			fail(c, code, msg, fmt.Sprintf("images[%d] %q: %v", i, fh.Filename, err))
+			return
+		}
+		used := rep.Faces[rep.Used]
+		poi.Model = rep.Model
+		eid := fmt.Sprintf("emb-%s-%d", id[len("poi-"):], len(poi.Refs)+1)
+		poi.Refs = append(poi.Refs, store.Ref{EmbeddingID: eid, Vector: used.Embedding, Photo: used.Thumb})
+		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(used.Embedding)})
+		img.FacesDetected, img.FaceBBox, img.EmbeddingID = len(rep.Faces), used.Box[:], eid
+		body.Images = append(body.Images, img)
+	}
+	if len(poi.Refs) == 0 {
+		fail(c, http.StatusUnprocessableEntity, "no face", "no uploaded image holds a detectable face")
+		return
+	}
+	if poi.Model != s.deps.POI.Index().Model().Name {
+		fail(c, http.StatusServiceUnavailable, "model mismatch", fmt.Sprintf("embedding worker uses %q, this API serves %q", poi.Model, s.deps.POI.Index().Model().Name))
+		return
+	}
+	ctx := c.Request.Context()
+	if err := s.deps.Store.CreatePOI(ctx, poi); err != nil {
+		s.internal(c, "enroll "+id, err)
+		return
+	}
+	ev := streams.ControlEvent{Header: streams.Current(), Op: streams.OpEnrolled, POIID: id, Model: poi.Model}
+	for _, r := range poi.Refs {
+		ev.Refs = append(ev.Refs, streams.RefVector{EmbeddingID: r.EmbeddingID, Vector: r.Vector})
+	}
+	if err := s.deps.POI.Apply(ev); err != nil {
+		s.internal(c, "enroll "+id, err)
+		return
+	}
+	if err := s.publishControl(c, ev); err != nil {
+		s.internal(c, "enroll "+id, err)
+		return
+	}
+	c.JSON(http.StatusCreated, body)
+}
+
+// publishControl tells every other replica of the POI index.
+func (s *Server) publishControl(c *gin.Context, ev streams.ControlEvent) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(streams.Subject(streams.ControlSubj, ev.Op))
+	msg.Data = b
+	if _, err := s.deps.JS.PublishMsg(c.Request.Context(), msg); err != nil {
+		return fmt.Errorf("publish %s %s: %w", ev.Op, ev.POIID, err)
+	}
+	return nil
+}
+
+func toBody(p store.POI) poiBody {
+	return poiBody{POIID: p.ID, Severity: p.Severity, Notes: p.Notes, Status: p.Status, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339)}
+}
+
+func (s *Server) listPOIs(c *gin.Context) {
+	pois, err := s.deps.Store.ListPOIs(c.Request.Context(), false)
+	if err != nil {
+		s.internal(c, "list pois", err)
+		return
+	}
+	out := make([]poiBody, 0, len(pois))
+	for _, p := range pois {
+		out = append(out, toBody(p))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) poiParam(c *gin.Context) (string, bool) {
+	id := c.Param("poi_id")
+	if !isPOIID(id) {
+		fail(c, http.StatusNotFound, "poi not found", fmt.Sprintf("no POI %q", id))
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Server) getPOI(c *gin.Context) {
+	id, ok := s.poiParam(c)
+	if !ok {
+		return
+	}
+	p, err := s.deps.Store.GetPOI(c.Request.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		fail(c, http.StatusNotFound, "poi not found", fmt.Sprintf("no POI %q", id))
+		return
+	}
+	if err != nil {
+		s.internal(c, "get "+id, err)
+		return
+	}
+	body := toBody(p)
+	for _, r := range p.Refs {
+		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: r.EmbeddingID, VectorDim: len(r.Vector)})
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+// deletePOI follows the seed's order: Redis metadata first (from then on
+// the POI does not exist for anyone), then the FAISS vectors of every
+// replica, then embedding mappings, photos and everything else naming it.
+func (s *Server) deletePOI(c *gin.Context) {
+	id, ok := s.poiParam(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	found, err := s.deps.Store.DeletePOIMetadata(ctx, id)
+	if err != nil {
+		s.internal(c, "delete "+id, err)
+		return
+	}
+	if !found {
+		fail(c, http.StatusNotFound, "poi not found", fmt.Sprintf("no POI %q", id))
+		return
+	}
+	ev := streams.ControlEvent{Header: streams.Current(), Op: streams.OpDeleted, POIID: id}
+	if err := s.deps.POI.Apply(ev); err != nil {
+		s.internal(c, "delete "+id, err)
+		return
+	}
+	if err := s.publishControl(c, ev); err != nil {
+		s.internal(c, "delete "+id, err)
+		return
+	}
+	if err := s.deps.Store.DeletePOIData(ctx, id); err != nil {
+		s.internal(c, "delete "+id, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "deleted", "poi_id": id})
+}
+
+// internal logs the cause and answers 500 without leaking it.
+func (s *Server) internal(c *gin.Context, what string, err error) {
+	s.deps.Log.Error(what, "request_id", c.GetString(requestIDHeader), "error", err)
+	fail(c, http.StatusInternalServerError, "internal error", what+" failed (request "+c.GetString(requestIDHeader)+")")
+}

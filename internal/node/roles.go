@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"poi/api"
+	"poi/bridge"
+	"poi/internal/face"
+	"poi/internal/imaging"
+	"poi/internal/replica"
+	"poi/internal/vectorindex"
+	"poi/streams"
+	"poi/workers/alert"
+	"poi/workers/detect"
+	"poi/workers/embed"
+	"poi/workers/index"
+	"poi/workers/pool"
+	"poi/workers/zones"
+)
+
+func (n *Node) hasPool(p string) bool { return slices.Contains(n.roles.Pools, p) }
+
+// embedTimeout bounds one embedding request: a 10 MB photo with several
+// faces takes a few hundred milliseconds on two cores; queueing behind
+// other requests takes the rest.
+const embedTimeout = 30 * time.Second
+
+func (n *Node) imageLimits() imaging.Limits {
+	return imaging.Limits{MaxBytes: n.cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+}
+
+// startRoles builds the components of this process's roles. The face engine
+// is loaded only where a pool runs models (detect, embed); other processes
+// learn the embedding model from the embedding service.
+func (n *Node) startRoles(ctx context.Context) error {
+	var engine *face.Engine
+	if n.hasPool("detect") || n.hasPool("embed") {
+		fc := face.DefaultConfig()
+		fc.ModelDir, fc.LibraryPath = n.cfg.Face.ModelDir, n.cfg.Face.ORTLibrary
+		fc.IntraOpThreads = n.cfg.Face.IntraOpThreads
+		fc.ScoreThreshold, fc.NMSIoU = float32(n.cfg.Face.DetectThreshold), float32(n.cfg.Face.NMSIoU)
+		fc.MinFaceSize, fc.Limits = n.cfg.Face.MinFacePx, n.imageLimits()
+		e, err := face.New(fc)
+		if err != nil {
+			return fmt.Errorf("face.model_dir / face.ort_library: %w", err)
+		}
+		engine = e
+		n.closers = append(n.closers, e.Close)
+		n.log.Info("face engine loaded", "model", e.Model().Name, "dim", e.Model().Dim, "onnxruntime", e.RuntimeVersion())
+	}
+	embedClient := embed.NewClient(n.nc, embedTimeout)
+	if n.hasPool("embed") {
+		svc := embed.NewService(engine, n.imageLimits(), runtime.NumCPU(), n.metrics, n.log)
+		if err := svc.Subscribe(n.nc); err != nil {
+			return err
+		}
+		n.actors = append(n.actors, actor{"embed", svc.Run})
+	}
+
+	var model vectorindex.Model
+	if n.roles.API || n.hasPool("alert") || n.hasPool("index") {
+		if engine != nil {
+			model = vectorindex.Model{Name: engine.Model().Name, Dim: engine.Model().Dim}
+		} else {
+			n.log.Info("waiting for an embedding worker to learn the model")
+			rep, err := embedClient.Info(ctx)
+			if err != nil {
+				return err
+			}
+			model = vectorindex.Model{Name: rep.Model, Dim: rep.Dim}
+		}
+	}
+
+	var poiReplica *replica.POI
+	if n.roles.API || n.hasPool("alert") {
+		r, err := replica.NewPOI(model, n.store, n.js, n.log)
+		if err != nil {
+			return err
+		}
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+		poiReplica = r
+		n.closers = append(n.closers, r.Close)
+	}
+
+	p := n.cfg.Pipeline
+	addPool := func(stage, consumer, stream string, concurrency int, h pool.Handler) {
+		pl := pool.New(pool.Config{Stage: stage, Stream: stream, Consumer: consumer, Concurrency: concurrency,
+			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: 30 * time.Second}, n.js, h, n.metrics, n.log)
+		n.actors = append(n.actors, actor{stage, pl.Run})
+	}
+	if n.hasPool("detect") {
+		d := detect.New(engine, n.imageLimits(), n.js, n.store, n.metrics, n.log)
+		addPool("detect", streams.ConsumerDetect, streams.Ingest, 1, d.Handle)
+		addPool("frames", streams.ConsumerFrames, streams.Ingest, 8, d.HandleImage)
+	}
+	if n.hasPool("index") {
+		ix := index.New(index.Config{
+			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
+			Retention: p.Retention, MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
+		}, n.js, n.store, embedClient, n.metrics, n.log)
+		addPool("index", streams.ConsumerIndex, streams.Observations, 1, ix.Handle)
+		n.actors = append(n.actors, actor{"index-ticker", ix.RunTicker})
+		z := zones.New(n.store, p.Retention, n.metrics, n.log)
+		addPool("zones", streams.ConsumerZones, streams.Ingest, 1, z.Handle)
+	}
+	if n.hasPool("alert") {
+		var pub alert.Publisher
+		if n.mqtt != nil {
+			pub = n.mqtt
+		}
+		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention},
+			poiReplica.Index(), n.store, n.js, pub, n.metrics, n.log)
+		addPool("alert", streams.ConsumerAlert, streams.Sightings, 8, a.Handle)
+	}
+	if n.roles.Bridge {
+		b := bridge.New(bridge.DefaultConfig(), n.mqtt, n.js, n.store, n.metrics, n.log)
+		if err := b.Subscribe(ctx); err != nil {
+			return err
+		}
+		n.actors = append(n.actors, actor{"bridge", b.Run})
+	}
+	if n.roles.API {
+		det, err := replica.NewDetections(replica.DetectionConfig{
+			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: time.Hour, HNSWMinVectors: 200_000, SearchWorkers: 1},
+			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Retention, SnapshotEvery: 5 * time.Minute,
+		}, n.js, n.log)
+		if err != nil {
+			return err
+		}
+		n.closers = append(n.closers, det.Close)
+		n.actors = append(n.actors, actor{"detection-replica", det.Run})
+		n.api = api.New(api.Deps{
+			Config:        n.cfg,
+			Store:         n.store,
+			NATS:          n.nc,
+			JS:            n.js,
+			Embed:         embedClient,
+			POI:           poiReplica,
+			Detections:    det,
+			Metrics:       n.metrics,
+			MQTTConnected: n.mqttConnected,
+			VectorCount:   func() int { return poiReplica.Index().Count() + det.Index().Count() },
+			Log:           n.log.With("component", "api"),
+		})
+		if err := n.api.Listen(); err != nil {
+			return fmt.Errorf("api.addr: %w", err)
+		}
+	}
+	return nil
+}

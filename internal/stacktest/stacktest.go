@@ -1,0 +1,168 @@
+// Package stacktest starts the whole service in the test process, against
+// real servers: a redis-server of its own, the embedded nats-server and MQTT
+// broker, the real face models. Tests of the API and of the pipeline use it.
+package stacktest
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/config"
+	"poi/internal/mqttclient"
+	"poi/internal/node"
+	"poi/internal/store"
+	"poi/internal/testenv"
+)
+
+// Stack is a running service.
+type Stack struct {
+	URL      string // http://127.0.0.1:port
+	MQTTURL  string
+	NATSURL  string
+	Config   config.Config
+	Redis    *testenv.Redis
+	Store    *store.Store
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Node     *node.Node
+	cancel   context.CancelFunc
+	finished chan error
+}
+
+// Options adjust the stack.
+type Options struct {
+	// Pools to run (default all four).
+	Pools []string
+	// Env are extra POI_* settings ("POI_PIPELINE_TRACK_SILENCE=2s").
+	Env []string
+	// Redis to use instead of starting one.
+	Redis *testenv.Redis
+	// DataDir to use instead of a fresh temporary one.
+	DataDir string
+}
+
+// Env returns the POI_* environment of an isolated stack: free ports, a
+// private data dir, the given Redis and the set-up's models.
+func Env(t testing.TB, redisURL, dataDir string) []string {
+	return []string{
+		"POI_API_ADDR=127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
+		"POI_NATS_EMBEDDED_PORT=" + strconv.Itoa(testenv.FreePort(t)),
+		"POI_MQTT_EMBEDDED_ADDR=127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
+		"POI_REDIS_URL=" + redisURL,
+		"POI_DATA_DIR=" + dataDir,
+		"POI_FACE_MODEL_DIR=" + testenv.ModelDir(t),
+		"POI_FACE_ORT_LIBRARY=" + testenv.ORTLibrary(t),
+		"POI_SHUTDOWN_TIMEOUT=10s",
+	}
+}
+
+// Start runs the service until the test ends.
+func Start(t *testing.T, o Options) *Stack {
+	t.Helper()
+	if o.Redis == nil {
+		o.Redis = testenv.StartRedis(t)
+	}
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.Pools == nil {
+		o.Pools = []string{"detect", "embed", "index", "alert"}
+	}
+	cfg, err := config.Load("", append(Env(t, o.Redis.URL(), o.DataDir), o.Env...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("POI_TEST_VERBOSE") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(io.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, node.Roles{Embedded: true, Bridge: true, API: true, Pools: o.Pools}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Stack{Config: cfg, Redis: o.Redis, Node: n, cancel: cancel, finished: make(chan error, 1)}
+	go func() { s.finished <- n.Run(ctx) }()
+	select {
+	case <-n.Ready:
+	case err := <-s.finished:
+		cancel()
+		t.Fatalf("stack did not start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("stack not ready within 60s")
+	}
+	t.Cleanup(s.Stop)
+	s.URL = "http://" + n.APIAddr()
+	s.MQTTURL = cfg.MQTT.BrokerURL()
+	s.NATSURL = fmt.Sprintf("nats://%s:%d", cfg.NATS.EmbeddedHost, cfg.NATS.EmbeddedPort)
+	if s.Store, err = store.Open(o.Redis.URL(), cfg.Redis.KeyPrefix); err != nil {
+		t.Fatal(err)
+	}
+	if s.NC, err = nats.Connect(s.NATSURL); err != nil {
+		t.Fatal(err)
+	}
+	s.JS, _ = jetstream.New(s.NC)
+	return s
+}
+
+// Stop shuts the stack down and waits for it (idempotent).
+func (s *Stack) Stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	s.cancel = nil
+	select {
+	case <-s.finished:
+	case <-time.After(30 * time.Second):
+	}
+	if s.NC != nil {
+		s.NC.Close()
+	}
+	if s.Store != nil {
+		s.Store.Close()
+	}
+}
+
+// MQTT connects a publisher/subscriber client to the stack's broker.
+func (s *Stack) MQTT(t testing.TB) *mqttclient.Client {
+	t.Helper()
+	cl, err := mqttclient.Connect(context.Background(), mqttclient.Options{URL: s.MQTTURL, ConnectTimeout: 5 * time.Second},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(100 * time.Millisecond) })
+	return cl
+}
+
+// FrameJSON is a poi/frames payload with an explicit timestamp.
+func FrameJSON(jpeg []byte, ts time.Time) []byte {
+	b, _ := json.Marshal(map[string]string{"timestamp": ts.UTC().Format(time.RFC3339Nano), "image": base64.StdEncoding.EncodeToString(jpeg)})
+	return b
+}
+
+// Eventually polls cond every 50 ms until it holds or within passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned for an id Redis does not hold.
+var ErrNotFound = errors.New("not found")
+
+// POI is the metadata of an enrolled person of interest.
+type POI struct {
+	ID        string
+	Severity  string
+	Notes     string
+	Status    string
+	Model     string
+	CreatedAt time.Time
+	Refs      []Ref
+}
+
+// Ref is one reference face of a POI.
+type Ref struct {
+	EmbeddingID string
+	Vector      []float32
+	// Photo is the JPEG of the face used (may be empty when listing).
+	Photo []byte
+}
+
+// EncodeVector is the stored form of a vector: little-endian float32s.
+func EncodeVector(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// DecodeVector reverses EncodeVector.
+func DecodeVector(b []byte) ([]float32, error) {
+	if len(b)%4 != 0 {
+		return nil, fmt.Errorf("vector of %d bytes", len(b))
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
+
+// CreatePOI writes a POI atomically: metadata, reference vectors and photos,
+// and its place in the creation-time index.
+func (s *Store) CreatePOI(ctx context.Context, p POI) error {
+	k := s.keys
+	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+		tx.HSet(ctx, k.POI(p.ID), map[string]any{
+			"poi_id":     p.ID,
+			"severity":   p.Severity,
+			"notes":      p.Notes,
+			"status":     p.Status,
+			"model":      p.Model,
+			"created_at": p.CreatedAt.UTC().Format(time.RFC3339Nano),
+			"refs":       len(p.Refs),
+		})
+		for _, r := range p.Refs {
+			tx.HSet(ctx, k.POIRefs(p.ID), r.EmbeddingID, EncodeVector(r.Vector))
+			if len(r.Photo) > 0 {
+				tx.Set(ctx, k.POIPhoto(p.ID, r.EmbeddingID), r.Photo, 0)
+			}
+		}
+		tx.ZAdd(ctx, k.POIIndex(), redis.Z{Score: float64(p.CreatedAt.UnixMilli()), Member: p.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create poi %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+func parsePOI(m map[string]string) (POI, error) {
+	created, err := time.Parse(time.RFC3339Nano, m["created_at"])
+	if err != nil {
+		return POI{}, fmt.Errorf("poi %s: created_at %q: %w", m["poi_id"], m["created_at"], err)
+	}
+	return POI{ID: m["poi_id"], Severity: m["severity"], Notes: m["notes"], Status: m["status"], Model: m["model"], CreatedAt: created}, nil
+}
+
+// GetPOI returns a POI's metadata and reference vectors (without photos).
+func (s *Store) GetPOI(ctx context.Context, id string) (POI, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.POI(id)).Result()
+	if err != nil {
+		return POI{}, fmt.Errorf("get poi %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return POI{}, fmt.Errorf("poi %s: %w", id, ErrNotFound)
+	}
+	p, err := parsePOI(m)
+	if err != nil {
+		return POI{}, err
+	}
+	refs, err := s.rdb.HGetAll(ctx, s.keys.POIRefs(id)).Result()
+	if err != nil {
+		return POI{}, fmt.Errorf("get poi %s refs: %w", id, err)
+	}
+	for eid, raw := range refs {
+		v, err := DecodeVector([]byte(raw))
+		if err != nil {
+			return POI{}, fmt.Errorf("poi %s ref %s: %w", id, eid, err)
+		}
+		p.Refs = append(p.Refs, Ref{EmbeddingID: eid, Vector: v})
+	}
+	slices.SortFunc(p.Refs, func(a, b Ref) int { return strings.Compare(a.EmbeddingID, b.EmbeddingID) })
+	return p, nil
+}
+
+// ListPOIs returns every POI, newest first, with reference vectors when
+// withRefs (the POI index rebuild needs them; the API list does not).
+func (s *Store) ListPOIs(ctx context.Context, withRefs bool) ([]POI, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.keys.POIIndex(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list pois: %w", err)
+	}
+	out := make([]POI, 0, len(ids))
+	if !withRefs {
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.HGetAll(ctx, s.keys.POI(id))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list pois: %w", err)
+		}
+		for _, c := range cmds {
+			m := c.(*redis.MapStringStringCmd).Val()
+			if len(m) == 0 {
+				continue // deleted between the two reads
+			}
+			p, err := parsePOI(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		return out, nil
+	}
+	for _, id := range ids {
+		p, err := s.GetPOI(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// DeletePOIMetadata removes the authoritative record first: once it is gone
+// the POI no longer exists for any reader, whatever happens next.
+func (s *Store) DeletePOIMetadata(ctx context.Context, id string) (bool, error) {
+	var n *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+		n = tx.Del(ctx, s.keys.POI(id))
+		tx.ZRem(ctx, s.keys.POIIndex(), id)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("delete poi %s: %w", id, err)
+	}
+	return n.Val() > 0, nil
+}
+
+// DeletePOIData removes everything else that names the POI: reference
+// vectors and photos (the embedding mappings), its match counter, recorded
+// appearances, alert records (and their place in the recent list), dedup and
+// cooldown markers. POI ids are fixed-length ("poi-" + 8 hex), so a key
+// naming one cannot be mistaken for a key naming another.
+func (s *Store) DeletePOIData(ctx context.Context, id string) error {
+	keys, err := s.KeysNaming(ctx, id)
+	if err != nil {
+		return fmt.Errorf("delete poi %s data: %w", id, err)
+	}
+	listed, err := s.AlertsOf(ctx, id)
+	if err != nil {
+		return fmt.Errorf("delete poi %s data: %w", id, err)
+	}
+	for _, a := range listed {
+		if err := s.rdb.LRem(ctx, s.keys.AlertsRecent(), 0, []byte(a)).Err(); err != nil {
+			return fmt.Errorf("delete poi %s alert: %w", id, err)
+		}
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		if err := s.rdb.Del(ctx, keys[:n]...).Err(); err != nil {
+			return fmt.Errorf("delete poi %s data: %w", id, err)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// KeysNaming returns every key whose name contains id (by SCAN): the proof
+// that a deletion left nothing behind.
+func (s *Store) KeysNaming(ctx context.Context, id string) ([]string, error) {
+	var out []string
+	it := s.rdb.Scan(ctx, 0, s.keys.prefix+"*"+id+"*", 500).Iterator()
+	for it.Next(ctx) {
+		out = append(out, it.Val())
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("scan keys naming %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Appearance is a POI's best match on one track.
+type Appearance struct {
+	TrackID    string
+	Similarity float64
+	BestTime   time.Time
+}
+
+// RecordAppearance keeps the best similarity of a POI on a track.
+func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, ttl time.Duration) error {
+	k := s.keys
+	key := k.POIAppearance(poi, a.TrackID)
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		prev, err := tx.HGet(ctx, key, "similarity").Float64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			if errors.Is(err, redis.Nil) || a.Similarity > prev {
+				p.HSet(ctx, key, "similarity", strconv.FormatFloat(a.Similarity, 'f', 6, 64), "best_match_time", a.BestTime.UTC().Format(time.RFC3339Nano))
+			}
+			p.ZAddNX(ctx, k.POIAppearances(poi), redis.Z{Score: float64(a.BestTime.UnixMilli()), Member: a.TrackID})
+			p.Expire(ctx, key, ttl)
+			p.Expire(ctx, k.POIAppearances(poi), ttl)
+			return nil
+		})
+		return err
+	}, key)
+	if err != nil {
+		return fmt.Errorf("record appearance %s on %s: %w", poi, a.TrackID, err)
+	}
+	return nil
+}
+
+// Appearances returns a POI's appearances whose track was seen in [from, to].
+func (s *Store) Appearances(ctx context.Context, poi string) ([]Appearance, error) {
+	tracks, err := s.rdb.ZRange(ctx, s.keys.POIAppearances(poi), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("appearances of %s: %w", poi, err)
+	}
+	out := make([]Appearance, 0, len(tracks))
+	for _, t := range tracks {
+		m, err := s.rdb.HGetAll(ctx, s.keys.POIAppearance(poi, t)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("appearance %s/%s: %w", poi, t, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		sim, _ := strconv.ParseFloat(m["similarity"], 64)
+		best, _ := time.Parse(time.RFC3339Nano, m["best_match_time"])
+		out = append(out, Appearance{TrackID: t, Similarity: sim, BestTime: best})
+	}
+	return out, nil
+}

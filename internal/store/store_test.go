@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"poi/internal/testenv"
+)
+
+func open(t *testing.T, prefix string) *Store {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	s, err := Open(r.URL(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestFrameNamespaceGuard(t *testing.T) {
+	for _, prefix := range []string{"", "site1:"} {
+		k := NewKeys(prefix)
+		for _, key := range []string{k.TrackFrame("cam:a:1", "entry"), k.TrackExitFrame("cam:a:1"), k.DetectionFrame("42"), k.ZoneFrame("cam:a:1", "aisle", "exit")} {
+			if !k.IsFrameKey(key) {
+				t.Errorf("prefix %q: %s not served", prefix, key)
+			}
+		}
+		for _, key := range []string{k.POIIndex(), k.POI("poi-12345678"), k.TrackerState("cam"), k.Alert("alert-1"), k.Thumbnail("cam:a:1"),
+			prefix + "track:frame:", "other:" + k.TrackFrame("x", "entry"), "track:frame:x"} {
+			if key == "track:frame:x" && prefix == "" {
+				continue // unprefixed: this one is a frame key
+			}
+			if k.IsFrameKey(key) {
+				t.Errorf("prefix %q: %s would be served", prefix, key)
+			}
+		}
+	}
+}
+
+func TestAlertClaimsDedupCooldownAndReplay(t *testing.T) {
+	s := open(t, "")
+	ctx := context.Background()
+	day, cool := 24*time.Hour, time.Minute
+	claim := func(id, track, poi, cam string) (string, int64) {
+		out, prev, err := s.ClaimAlert(ctx, id, track, poi, cam, day, cool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, prev
+	}
+	if out, prev := claim("a1", "t1", "poi-1", "c1"); out != ClaimNew || prev != 0 {
+		t.Fatalf("first claim: %s %d", out, prev)
+	}
+	if out, prev := claim("a1", "t1", "poi-1", "c1"); out != ClaimReplay || prev != 0 {
+		t.Fatalf("replay: %s %d", out, prev)
+	}
+	if out, _ := claim("a2", "t1", "poi-1", "c1"); out != ClaimDup {
+		t.Fatalf("same track: %s", out)
+	}
+	if out, _ := claim("a3", "t2", "poi-1", "c1"); out != ClaimCooldown {
+		t.Fatalf("same camera within cooldown: %s", out)
+	}
+	if out, prev := claim("a4", "t3", "poi-1", "c2"); out != ClaimNew || prev != 1 {
+		t.Fatalf("other camera: %s %d", out, prev)
+	}
+	for _, id := range []string{"alert-1", "alert-2"} {
+		for range 2 { // the second store of the same alert is a no-op
+			if _, err := s.StoreAlert(ctx, id, []byte(`{"alert_id":"`+id+`","poi_id":"poi-1"}`), day); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recent, _ := s.RecentAlerts(ctx, 50)
+	if len(recent) != 2 || string(recent[0]) != `{"alert_id":"alert-2","poi_id":"poi-1"}` {
+		t.Fatalf("recent %s", recent)
+	}
+	n, err := s.DeleteAlerts(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("deleted %d, %v", n, err)
+	}
+	if recent, _ := s.RecentAlerts(ctx, 50); len(recent) != 0 {
+		t.Fatalf("recent after delete: %s", recent)
+	}
+}
+
+func TestDeletePOILeavesNoKeyNamingIt(t *testing.T) {
+	s := open(t, "x:")
+	ctx := context.Background()
+	p := POI{ID: "poi-0000abcd", Severity: "low", Status: "active", Model: "m", CreatedAt: time.Now(),
+		Refs: []Ref{{EmbeddingID: "emb-0000abcd-1", Vector: []float32{1, 0}, Photo: []byte{0xff, 0xd8}}}}
+	if err := s.CreatePOI(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ClaimAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", "cam:c:1", p.ID, "c", time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", []byte(`{"poi_id":"poi-0000abcd"}`), time.Hour)
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000ffff-1", []byte(`{"poi_id":"poi-0000ffff"}`), time.Hour)
+	s.RecordAppearance(ctx, p.ID, Appearance{TrackID: "cam:c:1", Similarity: 0.9, BestTime: time.Now()}, time.Hour)
+	got, err := s.GetPOI(ctx, p.ID)
+	if err != nil || len(got.Refs) != 1 || got.Refs[0].Vector[0] != 1 {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if found, err := s.DeletePOIMetadata(ctx, p.ID); !found || err != nil {
+		t.Fatalf("delete metadata: %v %v", found, err)
+	}
+	if err := s.DeletePOIData(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := s.KeysNaming(ctx, "0000abcd"); len(keys) != 0 {
+		t.Fatalf("keys left: %v", keys)
+	}
+	recent, _ := s.RecentAlerts(ctx, 10)
+	if len(recent) != 1 || string(recent[0]) != `{"poi_id":"poi-0000ffff"}` {
+		t.Fatalf("other POI's alert must stay: %s", recent)
+	}
+	if found, _ := s.DeletePOIMetadata(ctx, p.ID); found {
+		t.Fatal("deleted twice")
+	}
+}

@@ -1,0 +1,164 @@
+// Package alert is the alert stage: each sighting (a tracked face with a
+// fresh vector) is searched in the POI index; a match raises at most one
+// alert per track and POI, and none while the POI is in its cooldown on
+// that camera. Alerts are stored in Redis and published on JetStream
+// (POI_ALERTS, poi.alerts.{severity}.{poi_id}) and MQTT
+// (poi/alerts/{severity}/{poi_id}) with the same payload.
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/metrics"
+	"poi/internal/store"
+	"poi/internal/vectorindex"
+	"poi/streams"
+	"poi/workers/pool"
+)
+
+// Config tunes alerting.
+type Config struct {
+	Model          string
+	MatchThreshold float64
+	Cooldown       time.Duration
+	Retention      time.Duration
+}
+
+// Publisher sends an alert to MQTT listeners.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
+}
+
+// Stage is the alert stage.
+type Stage struct {
+	cfg   Config
+	index *vectorindex.POIIndex
+	store *store.Store
+	js    jetstream.JetStream
+	mqtt  Publisher
+	m     *metrics.Metrics
+	log   *slog.Logger
+}
+
+// New returns the stage. mqtt may be nil (JetStream and Redis only).
+func New(cfg Config, idx *vectorindex.POIIndex, st *store.Store, js jetstream.JetStream, mqtt Publisher, m *metrics.Metrics, log *slog.Logger) *Stage {
+	return &Stage{cfg: cfg, index: idx, store: st, js: js, mqtt: mqtt, m: m, log: log.With("stage", "alert")}
+}
+
+// AlertID is the seed's format, alert-YYYYmmdd-HHMMSS-{poi_id}, plus a
+// suffix from the track so that two tracks alerting in the same second get
+// different ids, and a redelivery gets the same one.
+func AlertID(t time.Time, poi, track string) string {
+	h := fnv.New32a()
+	h.Write([]byte(track))
+	return fmt.Sprintf("alert-%s-%s-%06x", t.UTC().Format("20060102-150405"), poi, h.Sum32()&0xffffff)
+}
+
+// MQTTTopic is where an alert goes on MQTT (a contract).
+func MQTTTopic(severity, poi string) string { return "poi/alerts/" + severity + "/" + poi }
+
+// Handle is the pool handler of the alert consumer.
+func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
+	var sg streams.Sighting
+	if err := streams.Decode(msg.Data(), &sg); err != nil {
+		return pool.Permanent("bad_envelope", err)
+	}
+	if sg.Model != s.cfg.Model {
+		return pool.Permanent("model_mismatch", fmt.Errorf("alert: sighting of model %q, index is %q", sg.Model, s.cfg.Model))
+	}
+	hits, err := s.index.Search(sg.Embedding, 1)
+	if err != nil {
+		return pool.Permanent("bad_vector", fmt.Errorf("alert: search: %w", err))
+	}
+	if len(hits) == 0 || float64(hits[0].Similarity) < s.cfg.MatchThreshold {
+		return nil
+	}
+	hit := hits[0]
+	poi, err := s.store.GetPOI(ctx, hit.POIID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted since this replica last heard: no alert for it
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.store.RecordAppearance(ctx, poi.ID, store.Appearance{TrackID: sg.TrackID, Similarity: float64(hit.Similarity), BestTime: sg.Timestamp}, s.cfg.Retention); err != nil {
+		return err
+	}
+	id := AlertID(sg.Timestamp, poi.ID, sg.TrackID)
+	outcome, prev, err := s.store.ClaimAlert(ctx, id, sg.TrackID, poi.ID, sg.CameraID, s.cfg.Retention, s.cfg.Cooldown)
+	if err != nil {
+		return err
+	}
+	if outcome != store.ClaimNew && outcome != store.ClaimReplay {
+		s.log.Debug("alert suppressed", "poi_id", poi.ID, "track", sg.TrackID, "why", outcome)
+		return nil
+	}
+	a := streams.Alert{
+		EventType: "poi_match_alert",
+		AlertID:   id,
+		POIID:     poi.ID,
+		Severity:  poi.Severity,
+		Timestamp: sg.Timestamp.UTC().Format(time.RFC3339),
+		Status:    "New",
+		Match: streams.AlertMatch{
+			CameraID:        sg.CameraID,
+			Confidence:      round(float64(sg.Confidence)),
+			SimilarityScore: round(float64(hit.Similarity)),
+			BBox:            sg.Box[:],
+			FrameNumber:     int64(sg.FrameNumber),
+			ThumbnailPath:   "/api/v1/thumbnail/" + sg.TrackID,
+		},
+		POIMetadata: streams.AlertPOIMetadata{
+			Notes:                poi.Notes,
+			EnrollmentDate:       poi.CreatedAt.UTC().Format(time.RFC3339),
+			TotalPreviousMatches: prev,
+		},
+	}
+	body, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("alert: encode: %w", err)
+	}
+	isNew, err := s.store.StoreAlert(ctx, id, body, s.cfg.Retention)
+	if err != nil {
+		return err
+	}
+	out := nats.NewMsg(streams.Subject(streams.AlertsSubj, poi.Severity, poi.ID))
+	out.Data = body
+	out.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := s.js.PublishMsg(ctx, out); err != nil {
+		return fmt.Errorf("alert: publish %s: %w", id, err)
+	}
+	if s.mqtt != nil {
+		// MQTT has no dedup of its own: a marker after the publish keeps a
+		// redelivered sighting from sending it twice (a crash between the
+		// two can still repeat it once: MQTT delivery is at least once).
+		sent, err := s.store.AlertSent(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !sent {
+			if err := s.mqtt.Publish(ctx, MQTTTopic(poi.Severity, poi.ID), 1, false, body); err != nil {
+				return fmt.Errorf("alert: mqtt %s: %w", id, err)
+			}
+			if err := s.store.MarkAlertSent(ctx, id, s.cfg.Retention); err != nil {
+				return err
+			}
+		}
+	}
+	if isNew {
+		s.m.Alerts.WithLabelValues(poi.Severity).Inc()
+		s.log.Info("alert", "alert_id", id, "poi_id", poi.ID, "camera", sg.CameraID, "track", sg.TrackID, "similarity", a.Match.SimilarityScore)
+	}
+	return nil
+}
+
+func round(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }

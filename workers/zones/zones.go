@@ -1,0 +1,142 @@
+// Package zones turns SceneScape region events into zone appearances of
+// face tracks.
+//
+// Association: SceneScape objects carry scene UUIDs, our tracks are per
+// camera. An entering object is attached to the face track that is open on
+// a camera that sees it: when the event gives the object's box on a camera
+// (camera_bounds), the open track whose face box centre lies inside it (the
+// largest overlap wins); otherwise, when exactly one track is open on the
+// cameras that see it (visibility, or every known camera when the event
+// names none), that one. Anything ambiguous is counted and logged, never
+// guessed.
+package zones
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/metrics"
+	"poi/internal/store"
+	"poi/streams"
+	"poi/workers/index"
+	"poi/workers/pool"
+)
+
+// Stage is the zones stage.
+type Stage struct {
+	store     *store.Store
+	retention time.Duration
+	m         *metrics.Metrics
+	log       *slog.Logger
+}
+
+// New returns the stage.
+func New(st *store.Store, retention time.Duration, m *metrics.Metrics, log *slog.Logger) *Stage {
+	return &Stage{store: st, retention: retention, m: m, log: log.With("stage", "zones")}
+}
+
+type openZone struct {
+	Track   string    `json:"track"`
+	Zone    string    `json:"zone"`
+	SceneID string    `json:"scene_id"`
+	Entry   time.Time `json:"entry"`
+}
+
+// Handle is the pool handler of the zones consumer.
+func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
+	var ev streams.RegionEvent
+	if err := streams.Decode(msg.Data(), &ev); err != nil {
+		return pool.Permanent("bad_envelope", err)
+	}
+	zone := ev.RegionName
+	if zone == "" {
+		zone = ev.RegionID
+	}
+	for _, o := range ev.Entered {
+		track, err := s.associate(ctx, o)
+		if err != nil {
+			return err
+		}
+		if track == "" {
+			s.m.Rejected.WithLabelValues("zones", "unassociated").Inc()
+			s.log.Debug("region entry not associated with a face track", "object", o.ID, "zone", zone)
+			continue
+		}
+		oz := openZone{Track: track, Zone: zone, SceneID: ev.SceneID, Entry: ev.Timestamp}
+		if err := s.store.OpenZone(ctx, o.ID, ev.RegionID, oz, s.retention); err != nil {
+			return err
+		}
+	}
+	for _, o := range ev.Exited {
+		raw, err := s.store.TakeOpenZone(ctx, o.ID, ev.RegionID)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			continue // its entry was not associated (or already closed)
+		}
+		var oz openZone
+		if err := json.Unmarshal(raw, &oz); err != nil {
+			return pool.Permanent("bad_state", fmt.Errorf("zones: open zone of %s: %w", o.ID, err))
+		}
+		dwell := o.Dwell
+		if dwell == 0 {
+			dwell = ev.Timestamp.Sub(oz.Entry).Seconds()
+		}
+		k := s.store.Keys()
+		z := store.ZoneAppearance{Zone: oz.Zone, SceneID: oz.SceneID, Entry: oz.Entry, Exit: ev.Timestamp, Dwell: dwell}
+		last := k.TrackFrame(oz.Track, "last")
+		if err := s.store.AddZoneAppearance(ctx, oz.Track, z, k.TrackFrame(oz.Track, "entry"), last, s.retention); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Stage) associate(ctx context.Context, o streams.RegionObject) (string, error) {
+	cams := o.Cameras
+	for cam := range o.CameraBounds {
+		cams = append(cams, cam)
+	}
+	if len(cams) == 0 {
+		all, err := s.store.CamerasSeen(ctx)
+		if err != nil {
+			return "", err
+		}
+		cams = all
+	}
+	var candidates []index.OpenTrack
+	best, bestArea := "", 0
+	seen := map[string]bool{}
+	for _, cam := range cams {
+		if seen[cam] {
+			continue
+		}
+		seen[cam] = true
+		open, err := index.OpenTracks(ctx, s.store, cam)
+		if err != nil {
+			return "", err
+		}
+		candidates = append(candidates, open...)
+		if b, ok := o.CameraBounds[cam]; ok {
+			for _, t := range open {
+				cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
+				if cx >= b[0] && cx < b[2] && cy >= b[1] && cy < b[3] && t.Box.Area() > bestArea {
+					best, bestArea = t.ID, t.Box.Area()
+				}
+			}
+		}
+	}
+	if best != "" {
+		return best, nil
+	}
+	if len(o.CameraBounds) == 0 && len(candidates) == 1 {
+		return candidates[0].ID, nil
+	}
+	return "", nil
+}
