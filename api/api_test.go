@@ -431,3 +431,23 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Errorf("the document describes %d operations, the router serves %d", ops, documented)
 	}
 }
+
+func TestRedisOutageIsA503NotAHang(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{})
+	s.Redis.Stop()
+	start := time.Now()
+	code, m := getJSON(t, s.URL+"/api/v1/poi")
+	wantError(t, "list while redis is down", code, m, 503, "unreachable")
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("took %s", time.Since(start))
+	}
+	code, m = getJSON(t, s.URL+"/api/v1/status")
+	if code != 503 || m["status"] != "degraded" {
+		t.Fatalf("status %d %v", code, m)
+	}
+	s.Redis.Start()
+	stacktest.Eventually(t, 10*time.Second, "redis back", func() bool {
+		code, body := do(t, "GET", s.URL+"/api/v1/poi")
+		return code == 200 && strings.TrimSpace(string(body)) == "[]"
+	})
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -311,8 +313,14 @@ func (s *Server) deletePOI(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "deleted", "poi_id": id})
 }
 
-// internal logs the cause and answers 500 without leaking it.
+// internal logs the cause and answers without leaking it: 503 when a
+// dependency (Redis, NATS) is unreachable, so clients know to retry, else 500.
 func (s *Server) internal(c *gin.Context, what string, err error) {
 	s.deps.Log.Error(what, "request_id", c.GetString(requestIDHeader), "error", err)
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) {
+		fail(c, http.StatusServiceUnavailable, "dependency unavailable", what+" failed: a backing service is unreachable (request "+c.GetString(requestIDHeader)+")")
+		return
+	}
 	fail(c, http.StatusInternalServerError, "internal error", what+" failed (request "+c.GetString(requestIDHeader)+")")
 }

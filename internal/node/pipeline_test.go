@@ -23,7 +23,7 @@ import (
 )
 
 // enroll posts photos to POST /api/v1/poi and returns the POI id.
-func enroll(t *testing.T, s *stacktest.Stack, photos ...string) string {
+func enroll(t testing.TB, s *stacktest.Stack, photos ...string) string {
 	t.Helper()
 	var body bytes.Buffer
 	w := multipart.NewWriter(&body)
@@ -113,6 +113,12 @@ func TestPipelineRaisesExactlyOneAlertPerAppearance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A JPEG that passes the bridge's checks but does not decode: the
+	// detector dead-letters it and goes on.
+	truncated := testenv.ReadPhoto(t, "cage.jpg")
+	if err := mq.Publish(ctx, "poi/frames/cam-bad", 1, false, stacktest.FrameJSON(truncated[:len(truncated)/2], base)); err != nil {
+		t.Fatal(err)
+	}
 	// Real SceneScape messages are ingested without error.
 	for topic, file := range map[string]string{
 		"scenescape/data/camera/lp-camera1": "camera1.json",
@@ -142,10 +148,13 @@ func TestPipelineRaisesExactlyOneAlertPerAppearance(t *testing.T) {
 	if got := testutil.ToFloat64(m.Processed.WithLabelValues("zones")); got != 1 {
 		t.Errorf("zones processed %v region events, want 1", got)
 	}
-	for _, stage := range []string{"detect", "index", "alert", "zones", "frames"} {
+	for _, stage := range []string{"index", "alert", "zones", "frames"} {
 		if dl := testutil.ToFloat64(m.DeadLettered.WithLabelValues(stage)); dl != 0 {
 			t.Errorf("%s dead-lettered %v messages", stage, dl)
 		}
+	}
+	if dl, bad := testutil.ToFloat64(m.DeadLettered.WithLabelValues("detect")), testutil.ToFloat64(m.Rejected.WithLabelValues("detect", "bad_image")); dl != 1 || bad != 1 {
+		t.Errorf("detect dead-lettered %v, rejected bad_image %v: want the truncated frame, once", dl, bad)
 	}
 
 	// Exactly one alert, on every outlet.

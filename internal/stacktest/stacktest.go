@@ -68,7 +68,7 @@ func Env(t testing.TB, redisURL, dataDir string) []string {
 }
 
 // Start runs the service until the test ends.
-func Start(t *testing.T, o Options) *Stack {
+func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
 	if o.Redis == nil {
 		o.Redis = testenv.StartRedis(t)
