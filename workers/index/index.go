@@ -361,9 +361,11 @@ func cosine(a, b []float32) float64 {
 }
 
 // RunTicker closes the tracks of cameras that went quiet: after Silence of
-// wall time without observations, it queues a tick observation (behind any
-// real ones, so camera order holds) whose camera time is just past the
-// silence window of the last real one.
+// wall time without observations, and with none of the camera's frames
+// waiting in POI_INGEST or POI_OBSERVATIONS, it queues a tick observation
+// whose camera time is just past the silence window of the last real one.
+// Checking upstream matters: a tick that overtook a backlog of the camera's
+// frames would close a track that the backlog continues.
 func (s *Stage) RunTicker(ctx context.Context) error {
 	t := time.NewTicker(max(s.cfg.Silence/4, 100*time.Millisecond))
 	defer t.Stop()
@@ -382,6 +384,11 @@ func (s *Stage) RunTicker(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		for _, cam := range due {
+			if s.pendingUpstream(ctx, cam) {
+				// Frames of this camera are still on their way (a backlog
+				// behind a slow or restarted stage): it is not idle.
+				continue
+			}
 			s.mu.Lock()
 			st := s.idle[cam]
 			st.open, st.wall = false, time.Now()
@@ -422,4 +429,27 @@ func OpenTracks(ctx context.Context, st *store.Store, camera string) ([]OpenTrac
 		out[i] = OpenTrack{ID: t.ID, Box: t.Box, Last: t.Last}
 	}
 	return out, nil
+}
+
+// pendingUpstream reports whether messages of camera wait in the ingest or
+// observation streams (or whether that cannot be told).
+func (s *Stage) pendingUpstream(ctx context.Context, camera string) bool {
+	for _, q := range []struct{ stream, subject string }{
+		{streams.Ingest, streams.Subject(streams.IngestFrame, camera)},
+		{streams.Ingest, streams.Subject(streams.IngestSceneScape, camera)},
+		{streams.Observations, streams.Subject(streams.ObservationsSubj, camera)},
+	} {
+		st, err := s.js.Stream(ctx, q.stream)
+		if err != nil {
+			return true
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(q.subject))
+		if err != nil {
+			return true
+		}
+		if info.State.Subjects[q.subject] > 0 {
+			return true
+		}
+	}
+	return false
 }
