@@ -1,0 +1,118 @@
+package embed
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"poi/internal/embedded"
+	"poi/internal/face"
+	"poi/internal/imaging"
+	"poi/internal/metrics"
+	"poi/internal/testenv"
+	"poi/streams"
+)
+
+func natsConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := embedded.StartNATS("127.0.0.1", -1, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close(); srv.Shutdown(context.Background()) })
+	return nc
+}
+
+func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
+	nc := natsConn(t)
+	cl := NewClient(nc, 300*time.Millisecond)
+	if _, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeLargest}); !errors.Is(err, ErrNoWorker) {
+		t.Fatalf("no subscriber: %v, want ErrNoWorker", err)
+	}
+	sub, err := nc.QueueSubscribe(streams.EmbedService, streams.EmbedQueue, func(*nats.Msg) {}) // never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	start := time.Now()
+	if _, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeLargest}); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("silent worker: %v, want ErrTimeout", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("timeout took %s", time.Since(start))
+	}
+}
+
+func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
+	nc := natsConn(t)
+	cfg := face.DefaultConfig()
+	cfg.ModelDir, cfg.LibraryPath = testenv.ModelDir(t), testenv.ORTLibrary(t)
+	eng, err := face.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	svc := NewService(eng, imaging.DefaultLimits(), 2, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := svc.Subscribe(nc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	cl := NewClient(nc, 30*time.Second)
+
+	info, err := cl.Info(ctx)
+	if err != nil || info.Model != eng.Model().Name || info.Dim != 512 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	group, err := cl.Do(ctx, testenv.ReadPhoto(t, "faces.jpg"), Params{Mode: ModeAll, Thumbs: true})
+	if err != nil || len(group.Faces) != 3 {
+		t.Fatalf("group photo: %d faces, %v", len(group.Faces), err)
+	}
+	for _, f := range group.Faces {
+		if len(f.Embedding) != 512 || len(f.Thumb) == 0 {
+			t.Fatalf("face %+v", f.Box)
+		}
+	}
+	// The same faces given back by box and landmarks embed to the same vectors.
+	p := Params{Mode: ModeFaces}
+	for _, f := range group.Faces {
+		p.Faces = append(p.Faces, FaceIn{Box: f.Box, Landmarks: f.Landmarks})
+	}
+	again, err := cl.Do(ctx, testenv.ReadPhoto(t, "faces.jpg"), p)
+	if err != nil || len(again.Faces) != 3 {
+		t.Fatalf("faces mode: %v", err)
+	}
+	for i := range again.Faces {
+		if sim := face.Similarity(again.Faces[i].Embedding, group.Faces[i].Embedding); sim < 0.999 {
+			t.Fatalf("face %d: similarity %.4f between the two paths", i, sim)
+		}
+	}
+	for _, tc := range []struct {
+		img  []byte
+		p    Params
+		code string
+	}{
+		{[]byte("plain text"), Params{Mode: ModeLargest}, CodeUnsupported},
+		{nil, Params{Mode: ModeLargest}, CodeBadImage},
+		{testenv.ReadPhoto(t, "cage.jpg")[:2000], Params{Mode: ModeLargest}, CodeBadImage},
+		{testenv.ReadPhoto(t, "cage.jpg"), Params{Mode: "paint"}, CodeBadRequest},
+		{testenv.ReadPhoto(t, "cage.jpg"), Params{Mode: ModeFaces, Faces: []FaceIn{{Box: streams.Box{90000, 90000, 90100, 90100}}}}, CodeBadImage},
+	} {
+		_, err := cl.Do(ctx, tc.img, tc.p)
+		var ee *Error
+		if !errors.As(err, &ee) || ee.Code != tc.code {
+			t.Errorf("%s: %v, want code %s", tc.p.Mode, err, tc.code)
+		}
+	}
+}
