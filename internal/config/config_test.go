@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"poi/internal/face"
 )
 
 func TestDefaultsAreValid(t *testing.T) {
@@ -89,5 +91,20 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 				t.Fatalf("error %q does not name %q", err, tc.field)
 			}
 		})
+	}
+}
+
+// The shipped thresholds are the ones the face engine's calibration test
+// (TestSimilarityMatrix on the real photos) proves.
+func TestThresholdDefaultsAreTheCalibratedOnes(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Face.MatchThreshold != face.DefaultMatchThreshold || c.Face.SearchThreshold != face.DefaultSearchThreshold {
+		t.Fatalf("configs/poi.yaml thresholds %.2f/%.2f, calibrated %.2f/%.2f", c.Face.MatchThreshold, c.Face.SearchThreshold, face.DefaultMatchThreshold, face.DefaultSearchThreshold)
+	}
+	if c.Face.DetectThreshold != float64(face.DefaultScoreThreshold) {
+		t.Fatalf("detect threshold %v, engine default %v", c.Face.DetectThreshold, face.DefaultScoreThreshold)
 	}
 }
