@@ -18,8 +18,7 @@ var arcFaceTemplate = [5]Point{
 	{70.7299, 92.2041},
 }
 
-// affine maps (x, y) to (a*x - b*y + tx, b*x + a*y + ty) in the similarity
-// case; general coefficients for its inverse.
+// affine maps (x, y) to (m00*x + m01*y + tx, m10*x + m11*y + ty).
 type affine struct{ m00, m01, tx, m10, m11, ty float64 }
 
 func (t affine) apply(x, y float64) (float64, float64) {

@@ -7,8 +7,10 @@ import (
 	"poi/internal/imaging"
 )
 
-// Defaults, calibrated on this machine with the photos of RESEARCH.md §3 (see
-// docs/benchmarks-face.md and TestSimilarityMatrix).
+// Defaults. The detection ones are those of RESEARCH.md §3, with which every
+// face of the test photos is found and nothing else (TestSimilarityMatrix,
+// TestDetectGroupPhoto, TestNoFace); the threading ones were measured on 2
+// cores (docs/benchmarks-face.md).
 const (
 	// DefaultModelDir and DefaultLibraryPath are where scripts/setup.sh
 	// puts the models and ONNX Runtime, relative to the repository root.
@@ -21,7 +23,8 @@ const (
 	// confident one is dropped.
 	DefaultNMSIoU = 0.3
 	// DefaultMinFaceSize (pixels of the full-resolution image, shorter side
-	// of the box): smaller faces are too blurred to identify anyone.
+	// of the box): a smaller face would be blown up more than five times to
+	// fill the 112x112 crop, which is mostly interpolation.
 	DefaultMinFaceSize = 20
 	// DefaultIntraOpThreads: one thread per model run; concurrency comes
 	// from several runs at once (Config.Parallelism), which measured better

@@ -72,7 +72,7 @@ func (e *Engine) detectBoxes(img *image.RGBA, scale float64) ([]detection, error
 					y1:    float64(r.Min.Y) + math.Min(1, float64(b[3]))*h,
 					score: s,
 				}
-				if d.w() <= 0 || d.h() <= 0 || math.Min(d.w(), d.h()) < minSide {
+				if !(d.w() > 0 && d.h() > 0) || math.Min(d.w(), d.h()) < minSide { // also NaN
 					continue
 				}
 				cands = append(cands, d)

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -339,17 +340,36 @@ func (e *Engine) Embed(img *image.RGBA, faces []Face) ([][]float32, error) {
 	defer e.end()
 	vecs := make([][]float32, len(faces))
 	errs := make([]error, len(faces))
-	var wg sync.WaitGroup
-	for i := range faces {
-		wg.Go(func() { vecs[i], errs[i] = e.embedOne(img, faces[i]) })
-	}
-	wg.Wait()
+	e.parallel(len(faces), func(i int) { vecs[i], errs[i] = e.embedOne(img, faces[i]) })
 	for i, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("embed: face %d at %v: %w", i, faces[i].Box, err)
 		}
 	}
 	return vecs, nil
+}
+
+// parallel calls work(0..n-1) on up to Config.Parallelism goroutines; on the
+// caller's alone when that is one or n is one, which spares the hand-over
+// to another thread.
+func (e *Engine) parallel(n int, work func(i int)) {
+	workers := min(n, e.cfg.Parallelism)
+	if workers <= 1 {
+		for i := range n {
+			work(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				work(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (e *Engine) embedOne(img *image.RGBA, f Face) ([]float32, error) {
@@ -498,19 +518,16 @@ func (e *Engine) analyze(data []byte, largestOnly bool) ([]Face, error) {
 	// Landmarks on the full-resolution image: on the reduced one a face of
 	// 100 pixels would be located to within 4 pixels at best.
 	errs := make([]error, len(faces))
-	var wg sync.WaitGroup
-	for _, i := range todo {
-		wg.Go(func() {
-			lm, err := e.landmarks(full, boxes[i])
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			faces[i].Landmarks = lm
-			faces[i].Embedding, errs[i] = e.embedOne(full, faces[i])
-		})
-	}
-	wg.Wait()
+	e.parallel(len(todo), func(k int) {
+		i := todo[k]
+		lm, err := e.landmarks(full, boxes[i])
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		faces[i].Landmarks = lm
+		faces[i].Embedding, errs[i] = e.embedOne(full, faces[i])
+	})
 	for i, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("face %d at %v: %w", i, faces[i].Box, err)

@@ -125,6 +125,7 @@ func TestSimilarityMatrix(t *testing.T) {
 
 	var same, diff []float64
 	var worstSame, worstDiff string
+	groups := map[string][]float64{}
 	for i := range set {
 		for j := i + 1; j < len(set); j++ {
 			s := float64(Similarity(vecs[i], vecs[j]))
@@ -134,9 +135,7 @@ func TestSimilarityMatrix(t *testing.T) {
 					worstSame = pair
 				}
 				same = append(same, s)
-				if set[i].person != "franck" {
-					t.Logf("same person: %s", pair)
-				}
+				groups[set[i].person] = append(groups[set[i].person], s)
 				if s < DefaultMatchThreshold {
 					t.Errorf("same person below the match threshold %.2f: %s", DefaultMatchThreshold, pair)
 				}
@@ -150,6 +149,10 @@ func TestSimilarityMatrix(t *testing.T) {
 				}
 			}
 		}
+	}
+	for _, person := range []string{"bieber", "cage", "connery", "franck"} {
+		g := groups[person]
+		t.Logf("same person %-8s %2d pairs: %.3f to %.3f", person, len(g), slicesMin(g), slicesMax(g))
 	}
 	sort.Float64s(same)
 	sort.Float64s(diff)
@@ -770,5 +773,51 @@ func TestShrink(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A face shifted by a fraction of a pixel or scaled by a few percent (what
+// happens between video frames) must keep its vector. Averaging large faces
+// down before sampling is what makes this hold: with bilinear sampling alone
+// the worst case fell from 0.968 to 0.924 on the calibration photos.
+func TestEmbeddingStability(t *testing.T) {
+	e := newEngine(t)
+	worst, sum, n := 1.0, 0.0, 0
+	var worstPhoto string
+	for _, id := range calibrationSet() {
+		if id.face >= 0 {
+			continue
+		}
+		photo := id.photo
+		img := decode(t, photo)
+		faces, err := e.Detect(img, 1)
+		if err != nil || len(faces) != 1 {
+			t.Fatalf("%s: %v %v", photo, faces, err)
+		}
+		f := faces[0]
+		variants := []Face{f}
+		cx, cy := (f.Landmarks[LeftEye].X+f.Landmarks[RightEye].X)/2, (f.Landmarks[LeftEye].Y+f.Landmarks[RightEye].Y)/2
+		for _, d := range [][3]float64{{0.37, 0.61, 1}, {-0.5, 0.25, 1.02}, {0.8, -0.3, 0.98}, {0, 0, 1.04}} {
+			g := f
+			for i, p := range f.Landmarks {
+				g.Landmarks[i] = Point{cx + (p.X-cx)*d[2] + d[0], cy + (p.Y-cy)*d[2] + d[1]}
+			}
+			variants = append(variants, g)
+		}
+		vecs, err := e.Embed(img, variants)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vecs[1:] {
+			s := float64(Similarity(vecs[0], v))
+			if s < worst {
+				worst, worstPhoto = s, photo
+			}
+			sum, n = sum+s, n+1
+		}
+	}
+	t.Logf("self-similarity under sub-pixel shifts and 2-4%% scaling, %d pairs: mean %.3f, worst %.3f (%s)", n, sum/float64(n), worst, worstPhoto)
+	if worst < 0.95 {
+		t.Errorf("worst self-similarity %.3f", worst)
 	}
 }

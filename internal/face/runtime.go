@@ -13,8 +13,8 @@ import (
 
 // minORTVersion is the oldest ONNX Runtime whose C API onnxruntime_go v1.27
 // was built against (ORT_API_VERSION 24). Newer libraries serve older API
-// versions, so this is a floor, not a pin: set-up pins 1.24.1, and 1.30.0
-// was also seen to work.
+// versions, so this is a floor, not a pin: set-up pins 1.24.1, and
+// RESEARCH.md reports 1.30.0 working too.
 const minORTVersion = "1.24"
 
 // ortEnv is the process-wide ONNX Runtime environment. onnxruntime_go keeps
@@ -56,8 +56,12 @@ func initORT(path string) (version string, err error) {
 	if ort.IsInitialized() {
 		// Someone initialised onnxruntime_go without this package: the
 		// library path is unknown, but the version can still be checked.
-		ortEnv.path, ortEnv.version = abs, ort.GetVersion()
-		return ortEnv.version, checkVersion(ortEnv.version, abs)
+		v := ort.GetVersion()
+		if err := checkVersion(v, abs); err != nil {
+			return "", err
+		}
+		ortEnv.path, ortEnv.version = abs, v
+		return v, nil
 	}
 	ort.SetSharedLibraryPath(abs)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {

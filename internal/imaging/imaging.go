@@ -209,6 +209,7 @@ func DecodeForSize(data []byte, lim Limits, minW, minH int) (img *image.RGBA, sc
 // scaled is libjpeg's TJSCALED for a 1/denom factor: it rounds up.
 func scaled(n, denom int) int { return (n + denom - 1) / denom }
 
+// goDecodeConfig reads the header of a PNG or WebP.
 func goDecodeConfig(f Format, data []byte) (cfg image.Config, err error) {
 	defer recoverCorrupt(f, &err)
 	r := bytes.NewReader(data)
@@ -217,8 +218,6 @@ func goDecodeConfig(f Format, data []byte) (cfg image.Config, err error) {
 		cfg, err = png.DecodeConfig(r)
 	case WebP:
 		cfg, err = webp.DecodeConfig(r)
-	case JPEG:
-		cfg, err = jpeg.DecodeConfig(r)
 	}
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %s header: %v", ErrCorrupt, f, err)
