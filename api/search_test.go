@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"image/jpeg"
-
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"poi/internal/stacktest"
@@ -94,8 +92,8 @@ func TestSearchStage2FindsAFaceOnlySeenOnACamera(t *testing.T) {
 	if len(a["bbox"].([]any)) != 4 || a["faiss_id"].(float64) == 0 {
 		t.Fatalf("appearance %v", a)
 	}
-	getJPEG(t, s.URL+a["entry_frame_url"].(string))
-	getJPEG(t, s.URL+a["exit_frame_url"].(string))
+	stacktest.GetJPEG(t, s.URL+a["entry_frame_url"].(string))
+	stacktest.GetJPEG(t, s.URL+a["exit_frame_url"].(string))
 
 	// A range that excludes the appearance finds nothing (and is a 200).
 	code, res = search(t, s, "cage2_crop.jpg", map[string]string{"start_time": "2026-11-27T09:00:00Z", "end_time": "2026-11-27T10:00:00Z"})
@@ -142,7 +140,7 @@ func TestSearchStage1AndAlertsLifecycle(t *testing.T) {
 		t.Fatalf("appearance %v", a)
 	}
 	for _, u := range []string{"entry_frame_url", "last_seen_frame_url", "thumbnail_url"} {
-		getJPEG(t, s.URL+a[u].(string))
+		stacktest.GetJPEG(t, s.URL+a[u].(string))
 	}
 	// The seed's second Bieber-style claim: a range without it is empty.
 	code, res = search(t, s, "franck_04117.jpg", map[string]string{"end_time": seen.Add(-time.Hour).Format(time.RFC3339), "start_time": seen.Add(-2 * time.Hour).Format(time.RFC3339)})
@@ -231,20 +229,5 @@ func TestSearchRejectsBadInput(t *testing.T) {
 	code, res := search(t, s, "cage.jpg", map[string]string{"top_k": "200"})
 	if code != 200 || res["total_appearances"].(float64) != 0 {
 		t.Fatalf("empty search: %d %v", code, res)
-	}
-}
-
-func getJPEG(t *testing.T, url string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || resp.Header.Get("Cache-Control") == "" {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	if _, err := jpeg.Decode(resp.Body); err != nil {
-		t.Fatalf("GET %s: not a JPEG: %v", url, err)
 	}
 }

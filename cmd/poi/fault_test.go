@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime/multipart"
-	"net/http"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -58,7 +55,7 @@ func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
 		return startPoi(t, rd.URL(), append(env, "POI_NATS_URL="+natsURL), "worker", "--pools", "index")
 	}
 	b := tracker()
-	poi := enrollPOI(t, a.api, "franck_01829.jpg")
+	poi := stacktest.Enroll(t, a.api, nil, "franck_01829.jpg")
 
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -195,30 +192,6 @@ func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
 		t.Errorf("alerts %v, want exactly one for %s", out.Alerts, poi)
 	}
 	return out
-}
-
-func enrollPOI(t *testing.T, base string, photos ...string) string {
-	t.Helper()
-	var body bytes.Buffer
-	w := multipart.NewWriter(&body)
-	for _, p := range photos {
-		fw, _ := w.CreateFormFile("images", p)
-		fw.Write(testenv.ReadPhoto(t, p))
-	}
-	w.Close()
-	resp, err := http.Post(base+"/api/v1/poi", w.FormDataContentType(), &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		POIID string `json:"poi_id"`
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != 201 {
-		t.Fatalf("enroll: %d", resp.StatusCode)
-	}
-	return out.POIID
 }
 
 // TestKilledTrackerAndRedisOutageLoseAndDoubleNothing compares a disturbed

@@ -35,10 +35,18 @@ type Config struct {
 	Redis           Redis         `yaml:"redis"`
 	Face            Face          `yaml:"face"`
 	Pipeline        Pipeline      `yaml:"pipeline"`
+	Index           Index         `yaml:"index"`
 	SceneScape      SceneScape    `yaml:"scenescape"`
 	// Cameras are named here when no SceneScape is configured; cameras
 	// seen on MQTT are listed too, named by their id.
 	Cameras []Camera `yaml:"cameras"`
+}
+
+// Index configures the all-detections index replicas.
+type Index struct {
+	SegmentDuration time.Duration `yaml:"segment_duration"`
+	HNSWMinVectors  int           `yaml:"hnsw_min_vectors"`
+	SnapshotEvery   time.Duration `yaml:"snapshot_every"`
 }
 
 // SceneScape configures its REST API, the source of the camera list.
@@ -399,6 +407,12 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)
 		}
+	}
+	if c.Index.SegmentDuration < time.Minute {
+		bad("index.segment_duration", "must be at least 1m, got %s", c.Index.SegmentDuration)
+	}
+	if c.Index.SnapshotEvery < time.Second {
+		bad("index.snapshot_every", "must be at least 1s, got %s", c.Index.SnapshotEvery)
 	}
 	if c.SceneScape.URL != "" {
 		checkURL(bad, "scenescape.url", c.SceneScape.URL, "http", "https")

@@ -223,6 +223,9 @@ func (ix *Index) Add(ids []int64, vectors []float32) error {
 // Search returns up to k nearest vectors to query by inner product, best
 // first. Fewer than k come back when the index holds fewer vectors.
 func (ix *Index) Search(query []float32, k int) ([]Neighbor, error) {
+	if len(query) != ix.dim {
+		return nil, fmt.Errorf("faiss search: %w: %d floats, want %d", ErrDimension, len(query), ix.dim)
+	}
 	res, err := ix.SearchBatch(query, k)
 	if err != nil {
 		return nil, err

@@ -170,6 +170,9 @@ func TestSearchEdgeCases(t *testing.T) {
 	if err != nil || len(res) != 2 || res[0].ID != 1 || res[0].Score != 1 || res[1].ID != 2 {
 		t.Fatalf("k > ntotal: %v %v", res, err)
 	}
+	if _, err := ix.Search(nil, 1); !errors.Is(err, ErrDimension) {
+		t.Fatalf("empty query: %v", err)
+	}
 	if _, err := ix.Search([]float32{1, 0, 0}, 1); !errors.Is(err, ErrDimension) {
 		t.Fatalf("short query: %v", err)
 	}
@@ -248,7 +251,7 @@ func TestHNSWRecall(t *testing.T) {
 	}{
 		// Random high-dimensional data is the hard case for HNSW.
 		{"random", 128, func(r *rand.Rand) []float32 { return randomUnit(r, n, dim) }},
-		{"clustered", 64, func(r *rand.Rand) []float32 { return clustered(r, n, dim, 200, 0.8) }},
+		{"clustered", 128, func(r *rand.Rand) []float32 { return clustered(r, n, dim, 200, 0.8) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -429,8 +432,7 @@ func TestReadBadFiles(t *testing.T) {
 	if _, err := Read(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("missing file read")
 	}
-	// A valid FAISS file of another structure (plain flat, no id map) is
-	// rejected by type, not misread.
+	// Write failures (here: a directory that does not exist) are errors too.
 	if err := ix.Write(filepath.Join(dir, "bad/dir/x")); err == nil {
 		t.Fatal("write into missing directory succeeded")
 	}

@@ -36,7 +36,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 		}
 	})
 
-	enroll(b, s, "franck_01829.jpg")
+	stacktest.Enroll(b, s.URL, nil, "franck_01829.jpg")
 	alerts := make(chan struct{}, 16)
 	mq := s.MQTT(b)
 	if err := mq.Subscribe(ctx, "poi/alerts/#", 1, func(paho.Client, paho.Message) { alerts <- struct{}{} }); err != nil {

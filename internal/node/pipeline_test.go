@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"image/jpeg"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,55 +21,13 @@ import (
 	"poi/streams"
 )
 
-// enroll posts photos to POST /api/v1/poi and returns the POI id.
-func enroll(t testing.TB, s *stacktest.Stack, photos ...string) string {
-	t.Helper()
-	var body bytes.Buffer
-	w := multipart.NewWriter(&body)
-	for _, p := range photos {
-		fw, _ := w.CreateFormFile("images", p)
-		fw.Write(testenv.ReadPhoto(t, p))
-	}
-	w.WriteField("severity", "high")
-	w.WriteField("description", "pipeline test")
-	w.Close()
-	resp, err := http.Post(s.URL+"/api/v1/poi", w.FormDataContentType(), &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		POIID string `json:"poi_id"`
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != http.StatusCreated || out.POIID == "" {
-		t.Fatalf("enroll: %d %+v", resp.StatusCode, out)
-	}
-	return out.POIID
-}
-
-func getJPEG(t *testing.T, url string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	if _, err := jpeg.Decode(resp.Body); err != nil {
-		t.Fatalf("GET %s: not a JPEG: %v", url, err)
-	}
-}
-
 // TestPipelineRaisesExactlyOneAlertPerAppearance is the end-to-end claim of
 // the pipeline: real MQTT, JetStream, Redis, models and photos.
 func TestPipelineRaisesExactlyOneAlertPerAppearance(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	poi := enroll(t, s, "franck_01829.jpg")
+	poi := stacktest.Enroll(t, s.URL, map[string]string{"severity": "high", "description": "pipeline test"}, "franck_01829.jpg")
 
 	// Listen on both alert outlets before anything is published.
 	var mu sync.Mutex
@@ -204,7 +161,7 @@ func TestPipelineRaisesExactlyOneAlertPerAppearance(t *testing.T) {
 	mu.Unlock()
 
 	// Its thumbnail and the track's frames are JPEGs.
-	getJPEG(t, s.URL+a.Match.ThumbnailPath)
+	stacktest.GetJPEG(t, s.URL+a.Match.ThumbnailPath)
 	tr := a.Match.ThumbnailPath[len("/api/v1/thumbnail/"):]
 	track, err := s.Store.GetTrack(ctx, tr)
 	if err != nil {

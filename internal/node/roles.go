@@ -128,8 +128,9 @@ func (n *Node) startRoles(ctx context.Context) error {
 	}
 	if n.roles.API {
 		det, err := replica.NewDetections(replica.DetectionConfig{
-			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: time.Hour, HNSWMinVectors: 200_000, SearchWorkers: 1},
-			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Retention, SnapshotEvery: 5 * time.Minute,
+			// One build thread: compaction runs beside inference.
+			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors, BuildThreads: 1},
+			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Retention, SnapshotEvery: n.cfg.Index.SnapshotEvery,
 		}, n.js, n.log)
 		if err != nil {
 			return err

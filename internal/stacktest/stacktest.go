@@ -4,12 +4,16 @@
 package stacktest
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"log/slog"
+	"mime/multipart"
+	"net/http"
 	"os"
 	"strconv"
 	"testing"
@@ -164,5 +168,50 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Enroll posts photos (by name, from the set-up's photos) to
+// POST {base}/api/v1/poi with the given form fields and returns the POI id.
+func Enroll(t testing.TB, base string, fields map[string]string, photos ...string) string {
+	t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	for _, p := range photos {
+		fw, _ := w.CreateFormFile("images", p)
+		fw.Write(testenv.ReadPhoto(t, p))
+	}
+	for k, v := range fields {
+		w.WriteField(k, v)
+	}
+	w.Close()
+	resp, err := http.Post(base+"/api/v1/poi", w.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		POIID string `json:"poi_id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusCreated || out.POIID == "" {
+		t.Fatalf("enroll %v: status %d", photos, resp.StatusCode)
+	}
+	return out.POIID
+}
+
+// GetJPEG fetches url and checks it is a cacheable JPEG that decodes.
+func GetJPEG(t testing.TB, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || resp.Header.Get("Cache-Control") == "" {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if _, err := jpeg.Decode(resp.Body); err != nil {
+		t.Fatalf("GET %s: not a JPEG: %v", url, err)
 	}
 }

@@ -3,13 +3,19 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+
+	"poi/internal/embedded"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -98,4 +104,24 @@ func (r *Redis) Stop() {
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
+}
+
+// NATS starts an embedded nats-server with JetStream (a real server, in
+// process) on a free port for one test, and connects to it.
+func NATS(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	srv, err := embedded.StartNATS("127.0.0.1", -1, tb.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { nc.Close(); _ = srv.Shutdown(context.Background()) })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
 }

@@ -115,6 +115,11 @@ func BenchmarkDetectionRange(b *testing.B) {
 	flat, flatAdd, _ := buildDet(b, DetectionConfig{Model: model, SegmentDuration: segDur, HNSWMinVectors: -1}, dets, false)
 	defer flat.Close()
 	hnswCfg := DetectionConfig{Model: model, SegmentDuration: segDur, HNSWMinVectors: 1}
+	if os.Getenv("POI_BENCH_FLAT_ONLY") == "1" {
+		// Skips the (slow) HNSW conversion when only flat numbers are
+		// needed; the "hnsw" rows then repeat the flat layout.
+		hnswCfg.HNSWMinVectors = -1
+	}
 	hnsw, hnswAdd, hnswCompact := buildDet(b, hnswCfg, dets, true)
 	defer hnsw.Close()
 	segs := hnsw.Segments()

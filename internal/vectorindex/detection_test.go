@@ -96,7 +96,7 @@ func checkDet(t *testing.T, d *DetectionIndex, refs []detRef, gone map[int64]boo
 
 func TestDetectionSearchMatchesBruteForce(t *testing.T) {
 	f := newFaceLike(10, testModel.Dim, 200, 0.8)
-	d := mustDet(t, DetectionConfig{})
+	d := mustDet(t, DetectionConfig{SearchWorkers: 2}) // exercises concurrent segment search
 	refs := fillDet(t, d, f, 4000, 48*time.Hour)
 	if d.Count() != 4000 || len(d.Segments()) != 48 {
 		t.Fatalf("count %d segments %d", d.Count(), len(d.Segments()))
@@ -337,7 +337,7 @@ func TestDetectionRetention(t *testing.T) {
 
 func TestDetectionConcurrent(t *testing.T) {
 	f := newFaceLike(14, testModel.Dim, 50, 0.8)
-	d := mustDet(t, DetectionConfig{HNSWMinVectors: 200, HNSW: faiss.HNSWParams{M: 8, EfConstruction: 16, EfSearch: 32}})
+	d := mustDet(t, DetectionConfig{HNSWMinVectors: 200, SearchWorkers: 3, HNSW: faiss.HNSWParams{M: 8, EfConstruction: 16, EfSearch: 32}})
 	fillDet(t, d, f, 1000, 4*time.Hour)
 	qs := make([][]float32, 20)
 	for i := range qs {

@@ -103,8 +103,9 @@ func (p *POIIndex) POICount() int {
 
 // Add stores references of poiID. An embedding ID already stored for the
 // same POI is replaced (so a redelivered enrollment never duplicates); an
-// embedding ID owned by another POI is an error. Either every reference is
-// stored or none is.
+// embedding ID owned by another POI is an error. Invalid input stores
+// nothing; should FAISS itself fail while replacing, the replaced
+// references are gone and the caller retries the whole Add.
 func (p *POIIndex) Add(poiID string, refs []Ref) error {
 	if poiID == "" {
 		return fmt.Errorf("poi index add: empty POI id")

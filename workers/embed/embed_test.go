@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"poi/internal/embedded"
 	"poi/internal/face"
 	"poi/internal/imaging"
 	"poi/internal/metrics"
@@ -18,22 +17,8 @@ import (
 	"poi/streams"
 )
 
-func natsConn(t *testing.T) *nats.Conn {
-	t.Helper()
-	srv, err := embedded.StartNATS("127.0.0.1", -1, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); srv.Shutdown(context.Background()) })
-	return nc
-}
-
 func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
-	nc := natsConn(t)
+	nc, _ := testenv.NATS(t)
 	cl := NewClient(nc, 300*time.Millisecond)
 	if _, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeLargest}); !errors.Is(err, ErrNoWorker) {
 		t.Fatalf("no subscriber: %v, want ErrNoWorker", err)
@@ -53,7 +38,7 @@ func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
 }
 
 func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
-	nc := natsConn(t)
+	nc, _ := testenv.NATS(t)
 	cfg := face.DefaultConfig()
 	cfg.ModelDir, cfg.LibraryPath = testenv.ModelDir(t), testenv.ORTLibrary(t)
 	eng, err := face.New(cfg)

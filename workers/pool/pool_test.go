@@ -10,28 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"poi/internal/embedded"
 	"poi/internal/metrics"
+	"poi/internal/testenv"
 	"poi/streams"
 )
 
 func setup(t *testing.T) (jetstream.JetStream, context.Context) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := embedded.StartNATS("127.0.0.1", -1, t.TempDir(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close(); _ = srv.Shutdown(context.Background()) })
-	js, _ := jetstream.New(nc)
+	_, js := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
