@@ -17,7 +17,7 @@ import (
 	"poi/internal/testenv"
 )
 
-// Benchmarks behind docs/benchmarks-face.md:
+// Benchmarks behind docs/bench-face-engine.md:
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 5 ./internal/face/
 //

@@ -10,7 +10,7 @@ import (
 // Defaults. The detection ones are those of RESEARCH.md §3, with which every
 // face of the test photos is found and nothing else (TestSimilarityMatrix,
 // TestDetectGroupPhoto, TestNoFace); the threading ones were measured on 2
-// cores (docs/benchmarks-face.md).
+// cores (docs/bench-face-engine.md).
 const (
 	// DefaultModelDir and DefaultLibraryPath are where scripts/setup.sh
 	// puts the models and ONNX Runtime, relative to the repository root.

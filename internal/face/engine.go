@@ -30,7 +30,7 @@ import (
 
 // Thresholds on the cosine similarity of two embeddings of fr_feature.onnx
 // (sha256 87aacdfe...), calibrated by TestSimilarityMatrix on the photos of
-// RESEARCH.md §3; see docs/benchmarks-face.md for the evidence. Another model
+// RESEARCH.md §3; see docs/bench-face-engine.md for the evidence. Another model
 // needs its own calibration.
 const (
 	// DefaultMatchThreshold decides that two faces are the same person

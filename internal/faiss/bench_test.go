@@ -19,7 +19,7 @@ import (
 // a plain Go brute-force scan. Sizes above 10k vectors are expensive (a 1M
 // HNSW build takes minutes here) and run only with POI_BENCH_LARGE=1;
 // POI_BENCH_DIMS (e.g. "256") and POI_BENCH_SIZES (e.g. "1000000") narrow a
-// run. See docs/benchmarks-index.md for the commands and results.
+// run. See docs/bench-vector-index.md for the commands and results.
 
 func benchSizes() []int {
 	if s := os.Getenv("POI_BENCH_SIZES"); s != "" {

@@ -16,7 +16,7 @@ import (
 	"poi/internal/faiss"
 )
 
-// Defaults of DetectionConfig. docs/benchmarks-index.md has the
+// Defaults of DetectionConfig. docs/bench-vector-index.md has the
 // measurements behind them.
 const (
 	// DefaultSegmentDuration partitions detections by hour: fine enough that
