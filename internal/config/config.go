@@ -184,8 +184,6 @@ func decodeStrict(r io.Reader, c *Config) error {
 	return nil
 }
 
-var lineRE = regexp.MustCompile(`line (\d+): `)
-
 // nameFields rewrites yaml's "line N: ..." messages to name the key path at
 // that line, because an operator thinks in keys, not lines.
 func nameFields(data []byte, err error) error {
@@ -216,6 +214,7 @@ func nameFields(data []byte, err error) error {
 		}
 	}
 	walk(&root, "")
+	lineRE := regexp.MustCompile(`line (\d+): `)
 	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
 		line, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
 		if p, ok := paths[line]; ok {
@@ -225,8 +224,6 @@ func nameFields(data []byte, err error) error {
 	})
 	return errors.New(msg)
 }
-
-var durationType = reflect.TypeFor[time.Duration]()
 
 // applyEnv sets every field whose POI_* variable is present. Variables with
 // the prefix that name no field are errors for the same reason unknown YAML
@@ -270,7 +267,7 @@ func collectFields(v reflect.Value, path []string, out map[string]reflect.Value)
 		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		p := append(append([]string(nil), path...), tag)
 		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+		if fv.Kind() == reflect.Struct {
 			collectFields(fv, p, out)
 			continue
 		}
@@ -279,7 +276,7 @@ func collectFields(v reflect.Value, path []string, out map[string]reflect.Value)
 }
 
 func setField(f reflect.Value, s string) error {
-	if f.Type() == durationType {
+	if f.Type() == reflect.TypeFor[time.Duration]() {
 		d, err := time.ParseDuration(s)
 		if err != nil {
 			return err

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Claim outcomes of ClaimAlert.
@@ -23,7 +21,7 @@ const (
 // alert workers racing on the same track cannot both raise one. On a new
 // claim it also counts the POI's alerts and remembers the count before this
 // one, so that a replay reports the same total_previous_matches.
-var claimScript = redis.NewScript(`
+const claimLua = `
 local dedup, cooldown, matches = KEYS[1], KEYS[2], KEYS[3]
 local id, ttl, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cur = redis.call('GET', dedup)
@@ -40,14 +38,14 @@ local prev = tonumber(redis.call('GET', matches) or '0')
 redis.call('INCR', matches)
 redis.call('SET', dedup, id .. '|' .. prev, 'PX', ttl)
 return {'new', tostring(prev)}
-`)
+`
 
 // ClaimAlert applies dedup per (track, POI) and cooldown per (POI, camera).
 // It returns the outcome and, for new and replayed claims, the number of
 // earlier alerts of the POI.
 func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera string, retention, cooldown time.Duration) (string, int64, error) {
 	k := s.keys
-	res, err := claimScript.Run(ctx, s.rdb, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi)},
+	res, err := s.claimScript.Run(ctx, s.rdb, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi)},
 		alertID, retention.Milliseconds(), cooldown.Milliseconds()).StringSlice()
 	if err != nil {
 		return "", 0, fmt.Errorf("claim alert %s: %w", alertID, err)
@@ -64,19 +62,19 @@ const maxRecentAlerts = 500
 
 // storeAlertScript stores an alert once: a replay finds the record and
 // leaves the list alone, so the list never holds an alert twice.
-var storeAlertScript = redis.NewScript(`
+const storeAlertLua = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('LPUSH', KEYS[2], ARGV[1])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
   return 1
 end
 return 0
-`)
+`
 
 // StoreAlert records an alert (JSON) and puts it at the head of the recent
 // list; it reports whether it was new.
 func (s *Store) StoreAlert(ctx context.Context, alertID string, alertJSON []byte, ttl time.Duration) (bool, error) {
-	n, err := storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent()},
+	n, err := s.storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent()},
 		alertJSON, ttl.Milliseconds(), maxRecentAlerts).Int()
 	if err != nil {
 		return false, fmt.Errorf("store alert %s: %w", alertID, err)

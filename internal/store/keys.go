@@ -121,16 +121,14 @@ func (k Keys) ZoneFrame(track, zone, which string) string {
 	return k.k("zone", "frame", track, zone, which)
 }
 
-// frameNamespaces are the only key prefixes the frames endpoint serves.
-var frameNamespaces = []string{"zone:frame:", "track:frame:", "detection:frame:", "detection:exit_frame:"}
-
 // IsFrameKey reports whether key is in the frame namespace under this prefix.
 func (k Keys) IsFrameKey(key string) bool {
 	rest, ok := strings.CutPrefix(key, k.prefix)
 	if !ok {
 		return false
 	}
-	for _, ns := range frameNamespaces {
+	// The only key prefixes the frames endpoint serves.
+	for _, ns := range []string{"zone:frame:", "track:frame:", "detection:frame:", "detection:exit_frame:"} {
 		if strings.HasPrefix(rest, ns) && len(rest) > len(ns) {
 			return true
 		}

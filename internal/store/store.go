@@ -14,6 +14,8 @@ import (
 type Store struct {
 	rdb  *redis.Client
 	keys Keys
+
+	claimScript, storeAlertScript *redis.Script
 }
 
 // Open parses url and returns a Store. It does not wait for Redis: a Redis
@@ -26,7 +28,8 @@ func Open(url, prefix string) (*Store, error) {
 	// Fail fast while Redis is down so that callers see an error instead of
 	// hanging; they retry at their own pace.
 	opt.MaxRetries = 1
-	return &Store{rdb: redis.NewClient(opt), keys: NewKeys(prefix)}, nil
+	return &Store{rdb: redis.NewClient(opt), keys: NewKeys(prefix),
+		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua)}, nil
 }
 
 // Client is the underlying go-redis client.
