@@ -350,8 +350,8 @@ func (c Config) Validate() error {
 		bad("api.dependency_timeout", "must be positive")
 	}
 	if c.NATS.Embedded() {
-		if c.NATS.EmbeddedPort < 1 || c.NATS.EmbeddedPort > 65535 {
-			bad("nats.embedded_port", "must be in 1..65535, got %d", c.NATS.EmbeddedPort)
+		if c.NATS.EmbeddedPort < 0 || c.NATS.EmbeddedPort > 65535 {
+			bad("nats.embedded_port", "must be in 0..65535 (0: any free port), got %d", c.NATS.EmbeddedPort)
 		}
 	} else {
 		for _, u := range strings.Split(c.NATS.URL, ",") {

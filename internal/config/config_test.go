@@ -65,7 +65,7 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		field string
 	}{
 		{"port out of range", "", []string{"POI_API_ADDR=0.0.0.0:70000"}, "api.addr"},
-		{"embedded nats port", "", []string{"POI_NATS_EMBEDDED_PORT=0"}, "nats.embedded_port"},
+		{"embedded nats port", "", []string{"POI_NATS_EMBEDDED_PORT=-4"}, "nats.embedded_port"},
 		{"bad nats url", "", []string{"POI_NATS_URL=http://x:4222"}, "nats.url"},
 		{"unknown env", "", []string{"POI_API_ADR=1"}, "POI_API_ADR"},
 		{"not a number", "", []string{"POI_API_MAX_IMAGES=five"}, "POI_API_MAX_IMAGES"},

@@ -81,30 +81,28 @@ type MQTT struct {
 }
 
 // StartMQTT listens on addr ("127.0.0.1:0" picks a free port) and serves.
-// It binds the port itself first so that a port in use is an error now,
-// not a log line from a goroutine later.
+// It binds the socket itself and hands it to the broker, so a port in use is
+// an error now, not a log line from a goroutine later, and ":0" has no race.
 func StartMQTT(addr string, log *slog.Logger) (*MQTT, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded mqtt: listen %s: %w", addr, err)
 	}
-	bound := ln.Addr().String()
-	// mochi's TCP listener binds by address; release ours so it can.
-	if err := ln.Close(); err != nil {
-		return nil, fmt.Errorf("embedded mqtt: %w", err)
-	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log.With("component", "mqtt-broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded mqtt: %w", err)
 	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: bound})); err != nil {
-		return nil, fmt.Errorf("embedded mqtt: listener %s: %w", bound, err)
+	if err := srv.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("embedded mqtt: listener %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("embedded mqtt: serve: %w", err)
 	}
-	log.Info("embedded mqtt broker started", "addr", bound)
-	return &MQTT{srv: srv, addr: bound}, nil
+	log.Info("embedded mqtt broker started", "addr", ln.Addr().String())
+	return &MQTT{srv: srv, addr: ln.Addr().String()}, nil
 }
 
 // Addr is the host:port the broker listens on.

@@ -134,7 +134,11 @@ func (n *Node) start(ctx context.Context) error {
 	natsURL := n.cfg.NATS.URL
 	if n.cfg.NATS.Embedded() {
 		if n.roles.Embedded {
-			srv, err := embedded.StartNATS(n.cfg.NATS.EmbeddedHost, n.cfg.NATS.EmbeddedPort, n.cfg.DataDir, n.log)
+			port := n.cfg.NATS.EmbeddedPort
+			if port == 0 {
+				port = -1 // nats-server's "any free port"
+			}
+			srv, err := embedded.StartNATS(n.cfg.NATS.EmbeddedHost, port, n.cfg.DataDir, n.log)
 			if err != nil {
 				return fmt.Errorf("nats.embedded_port: %w", err)
 			}
@@ -212,6 +216,18 @@ func (n *Node) start(ctx context.Context) error {
 }
 
 func (n *Node) mqttConnected() bool { return n.mqtt != nil && n.mqtt.IsConnected() }
+
+// NATSURL is the URL this process's NATS connection uses (after Ready).
+func (n *Node) NATSURL() string { return n.nc.ConnectedUrl() }
+
+// MQTTURL is the broker this process's MQTT client uses: the embedded
+// broker's actual address when it runs one.
+func (n *Node) MQTTURL() string {
+	if n.mqttSrv != nil {
+		return "tcp://" + n.mqttSrv.Addr()
+	}
+	return n.cfg.MQTT.BrokerURL()
+}
 
 // APIAddr is the address the API listens on (after Ready).
 func (n *Node) APIAddr() string {

@@ -8,14 +8,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"image/jpeg"
 	"io"
 	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -60,9 +58,11 @@ type Options struct {
 // private data dir, the given Redis and the set-up's models.
 func Env(t testing.TB, redisURL, dataDir string) []string {
 	return []string{
-		"POI_API_ADDR=127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
-		"POI_NATS_EMBEDDED_PORT=" + strconv.Itoa(testenv.FreePort(t)),
-		"POI_MQTT_EMBEDDED_ADDR=127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
+		// Port 0 everywhere: the servers bind any free port themselves, so
+		// parallel tests can never race for one.
+		"POI_API_ADDR=127.0.0.1:0",
+		"POI_NATS_EMBEDDED_PORT=0",
+		"POI_MQTT_EMBEDDED_ADDR=127.0.0.1:0",
 		"POI_REDIS_URL=" + redisURL,
 		"POI_DATA_DIR=" + dataDir,
 		"POI_FACE_MODEL_DIR=" + testenv.ModelDir(t),
@@ -110,8 +110,8 @@ func Start(t testing.TB, o Options) *Stack {
 	}
 	t.Cleanup(s.Stop)
 	s.URL = "http://" + n.APIAddr()
-	s.MQTTURL = cfg.MQTT.BrokerURL()
-	s.NATSURL = fmt.Sprintf("nats://%s:%d", cfg.NATS.EmbeddedHost, cfg.NATS.EmbeddedPort)
+	s.MQTTURL = n.MQTTURL()
+	s.NATSURL = n.NATSURL()
 	if s.Store, err = store.Open(o.Redis.URL(), cfg.Redis.KeyPrefix); err != nil {
 		t.Fatal(err)
 	}

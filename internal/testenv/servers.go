@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"strconv"
@@ -18,15 +19,24 @@ import (
 	"poi/internal/embedded"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// servers in child processes whose port the test must know in advance. It
+// picks below Linux's ephemeral range (32768-60999): ports the kernel hands
+// out for ":0" and for outgoing connections of parallel tests would be
+// taken again within moments.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("testenv: free port: %v", err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatalf("testenv: no free port found")
+	return 0
 }
 
 // Redis is a real redis-server process owned by one test, on its own port,
