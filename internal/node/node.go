@@ -85,8 +85,11 @@ func knownPool(p string) bool {
 // within the configured shutdown timeout. A start-up failure is returned
 // after whatever had started was closed again.
 func (n *Node) Run(ctx context.Context) (err error) {
+	// The shutdown budget is split: the pools drain for up to half of it
+	// (pool.Config.DrainTimeout), closing connections and servers gets the
+	// other half, so the process is gone within shutdown_timeout.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		cctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout/2)
 		defer cancel()
 		err = errors.Join(err, n.close(cctx))
 	}()
