@@ -98,29 +98,35 @@ void check_ids(const faiss::IndexIDMap2* map, int64_t n, const int64_t* ids) {
 
 extern "C" {
 
+// wrap puts an inner index under an IndexIDMap2 that owns it, inside a
+// poi_index; the inner index is freed if anything fails on the way.
+static poi_index* wrap(faiss::Index* inner, faiss::IndexHNSWFlat* hnsw, int kind) {
+    faiss::IndexIDMap2* map = nullptr;
+    try {
+        map = new faiss::IndexIDMap2(inner);
+    } catch (...) {
+        delete inner;
+        throw;
+    }
+    map->own_fields = true;
+    auto* ix = new (std::nothrow) poi_index;
+    if (ix == nullptr) {
+        delete map;
+        throw std::bad_alloc();
+    }
+    ix->map = map;
+    ix->hnsw = hnsw;
+    ix->kind = kind;
+    return ix;
+}
+
 int poi_new_flat_ip(int d, poi_index** out, char* err, size_t errlen) {
     *out = nullptr;
     return guard(err, errlen, [&] {
         if (d <= 0) {
             throw std::runtime_error("dimension must be positive");
         }
-        auto* flat = new faiss::IndexFlatIP(d);
-        faiss::IndexIDMap2* map = nullptr;
-        try {
-            map = new faiss::IndexIDMap2(flat);
-        } catch (...) {
-            delete flat;
-            throw;
-        }
-        map->own_fields = true;
-        auto* ix = new (std::nothrow) poi_index;
-        if (ix == nullptr) {
-            delete map;
-            throw std::bad_alloc();
-        }
-        ix->map = map;
-        ix->kind = POI_KIND_FLAT;
-        *out = ix;
+        *out = wrap(new faiss::IndexFlatIP(d), nullptr, POI_KIND_FLAT);
     });
 }
 
@@ -136,23 +142,7 @@ int poi_new_hnsw_ip(int d, int m, int ef_construction, int ef_search,
         auto* hnsw = new faiss::IndexHNSWFlat(d, m, faiss::METRIC_INNER_PRODUCT);
         hnsw->hnsw.efConstruction = ef_construction;
         hnsw->hnsw.efSearch = ef_search;
-        faiss::IndexIDMap2* map = nullptr;
-        try {
-            map = new faiss::IndexIDMap2(hnsw);
-        } catch (...) {
-            delete hnsw;
-            throw;
-        }
-        map->own_fields = true;
-        auto* ix = new (std::nothrow) poi_index;
-        if (ix == nullptr) {
-            delete map;
-            throw std::bad_alloc();
-        }
-        ix->map = map;
-        ix->hnsw = hnsw;
-        ix->kind = POI_KIND_HNSW;
-        *out = ix;
+        *out = wrap(hnsw, hnsw, POI_KIND_HNSW);
     });
 }
 
