@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"poi/internal/stacktest"
 	"poi/internal/testenv"
 )
 
@@ -200,5 +202,52 @@ func TestBadConfigurationExitsNonZeroNamingTheField(t *testing.T) {
 				t.Fatalf("stderr does not name %q:\n%s", tc.field, p.stderr.String())
 			}
 		})
+	}
+}
+
+// TestWorkerRoleServesMetricsAndHealth: a worker-only process (no API)
+// joins a running `poi run` and reports on metrics_addr.
+func TestWorkerRoleServesMetricsAndHealth(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	all := startPoi(t, redis.URL(), nil, "run", "--pools", "detect,embed,index,alert")
+	waitStatus(t, all, 60*time.Second, "the main process", func(code int, s status) bool { return code == 200 })
+	opsPort := testenv.FreePort(t)
+	w := startPoi(t, redis.URL(), []string{
+		"POI_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(all.ports[1]),
+		"POI_METRICS_ADDR=127.0.0.1:" + strconv.Itoa(opsPort),
+	}, "worker", "--pools", "alert")
+	base := "http://127.0.0.1:" + strconv.Itoa(opsPort)
+	var body map[string]any
+	stacktest.Eventually(t, 30*time.Second, "the worker's /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode == 200
+	})
+	if body["status"] != "running" {
+		t.Fatalf("healthz %v", body)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop on SIGTERM")
+	}
+	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("worker exit code %d", code)
 	}
 }

@@ -29,6 +29,7 @@ type Config struct {
 	DataDir         string        `yaml:"data_dir"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Log             Log           `yaml:"log"`
+	MetricsAddr     string        `yaml:"metrics_addr"`
 	API             API           `yaml:"api"`
 	NATS            NATS          `yaml:"nats"`
 	MQTT            MQTT          `yaml:"mqtt"`
@@ -337,6 +338,9 @@ func (c Config) Validate() error {
 		bad("log.format", "must be text or json, got %q", c.Log.Format)
 	}
 	checkHostPort(bad, "api.addr", c.API.Addr)
+	if c.MetricsAddr != "" {
+		checkHostPort(bad, "metrics_addr", c.MetricsAddr)
+	}
 	if c.API.MaxImageBytes < 1024 {
 		bad("api.max_image_bytes", "must be at least 1024, got %d", c.API.MaxImageBytes)
 	}

@@ -126,6 +126,11 @@ func (n *Node) startRoles(ctx context.Context) error {
 		}
 		n.actors = append(n.actors, actor{"bridge", b.Run})
 	}
+	if !n.roles.API && n.cfg.MetricsAddr != "" {
+		if err := n.serveOps(); err != nil {
+			return err
+		}
+	}
 	if n.roles.API {
 		det, err := replica.NewDetections(replica.DetectionConfig{
 			// One build thread: compaction runs beside inference.
