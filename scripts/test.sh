@@ -8,9 +8,12 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' 
 [ -z "$unformatted" ] || { echo "gofmt needed: $unformatted" >&2; exit 1; }
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
-# Bounded fuzzing of every parser of untrusted input.
+# Bounded fuzzing of every parser of untrusted input. The budget is a count
+# of executions, not a duration: with a duration, Go 1.26's fuzzing
+# coordinator can fail a clean run with "context deadline exceeded" at the
+# deadline (go.dev/issue/75804, fixed in Go 1.27).
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
   for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$target"/*_test.go | sed 's/func //'); do
-    go test -run '^$' -fuzz "^$f\$" -fuzztime "${POI_FUZZTIME:-10s}" "$target"
+    go test -run '^$' -fuzz "^$f\$" -fuzztime "${POI_FUZZTIME:-20000x}" "$target"
   done
 done
