@@ -10,9 +10,7 @@ cleanup() {
 }
 trap cleanup EXIT
 go build -o bin/poi ./cmd/poi
-if ./bin/poi help 2>&1 | grep -q camsim; then
-  # One simulated camera so that tracks form at once.
-  (sleep 5; exec ./bin/poi camsim --camera sim-cam-1 --dir .assets/photos --glob 'franck_*.jpg' --fps 2) &
-  camsim=$!
-fi
+# One simulated camera so that tracks form at once.
+(sleep 5; exec ./bin/poi camsim --camera sim-cam-1 --dir .assets/photos --glob 'franck_*.jpg' --fps 2) &
+camsim=$!
 ./bin/poi run "$@"
