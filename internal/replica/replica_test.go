@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/store"
 	"poi/internal/testenv"
 	"poi/internal/vectorindex"
 	"poi/streams"
@@ -93,4 +94,71 @@ func TestDetectionReplicaSnapshotsCatchesUpAndRebuildsFromDamage(t *testing.T) {
 	if at, n := run(t, js, dir); at != 0 || n != 350 {
 		t.Fatalf("after damage: loaded at %d, %d vectors; want a rebuild from 0 to 350", at, n)
 	}
+}
+
+// TestPOIReplicasFollowControlEvents: a replica started before an
+// enrolment and one started after it both end up with it, and both drop it
+// when it is deleted; the second one rebuilt it from Redis.
+func TestPOIReplicasFollowControlEvents(t *testing.T) {
+	_, js := testenv.NATS(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
+		t.Fatal(err)
+	}
+	r := testenv.StartRedis(t)
+	st, err := store.Open(r.URL(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	start := func() *POI {
+		p, err := NewPOI(model, st, js, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	publish := func(ev streams.ControlEvent) {
+		b, _ := json.Marshal(ev)
+		if _, err := js.Publish(ctx, streams.Subject(streams.ControlSubj, ev.Op), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(p *POI, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for p.Index().Count() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica holds %d vectors, want %d", p.Index().Count(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	early := start()
+	vec := []float32{1, 0, 0, 0, 0, 0, 0, 0}
+	poi := store.POI{ID: "poi-0000beef", Severity: "high", Status: "active", Model: model.Name, CreatedAt: time.Now(),
+		Refs: []store.Ref{{EmbeddingID: "emb-0000beef-1", Vector: vec}}}
+	if err := st.CreatePOI(ctx, poi); err != nil {
+		t.Fatal(err)
+	}
+	publish(streams.ControlEvent{Header: streams.Current(), Op: streams.OpEnrolled, POIID: poi.ID, Model: model.Name,
+		Refs: []streams.RefVector{{EmbeddingID: "emb-0000beef-1", Vector: vec}}})
+	wait(early, 1)
+	late := start() // rebuilt from Redis
+	if late.Index().Count() != 1 {
+		t.Fatalf("late replica rebuilt %d vectors, want 1", late.Index().Count())
+	}
+	hits, err := late.Index().Search(vec, 1)
+	if err != nil || len(hits) != 1 || hits[0].POIID != poi.ID {
+		t.Fatalf("search %v %v", hits, err)
+	}
+	publish(streams.ControlEvent{Header: streams.Current(), Op: streams.OpDeleted, POIID: poi.ID})
+	wait(early, 0)
+	wait(late, 0)
 }
