@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,12 +219,10 @@ func (s *Server) createPOI(c *gin.Context) {
 
 // publishControl tells every other replica of the POI index.
 func (s *Server) publishControl(c *gin.Context, ev streams.ControlEvent) error {
-	b, err := json.Marshal(ev)
+	msg, err := streams.NewMsg(streams.Subject(streams.ControlSubj, ev.Op), &ev)
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(streams.Subject(streams.ControlSubj, ev.Op))
-	msg.Data = b
 	if _, err := s.deps.JS.PublishMsg(c.Request.Context(), msg); err != nil {
 		return fmt.Errorf("publish %s %s: %w", ev.Op, ev.POIID, err)
 	}

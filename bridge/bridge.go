@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -150,7 +149,7 @@ func (b *Bridge) process(ctx context.Context, msg paho.Message) {
 	b.m.Received.WithLabelValues("bridge").Inc()
 	start := time.Now()
 	defer func() { b.m.Latency.WithLabelValues("bridge").Observe(time.Since(start).Seconds()) }()
-	subject, camera, body, err := b.convert(msg.Topic(), msg.Payload())
+	out, camera, err := b.convert(msg.Topic(), msg.Payload())
 	if err != nil {
 		reason := "invalid"
 		var re *RejectError
@@ -162,8 +161,6 @@ func (b *Bridge) process(ctx context.Context, msg paho.Message) {
 		msg.Ack() // bad input does not get better by redelivery
 		return
 	}
-	out := nats.NewMsg(subject)
-	out.Data = body
 	out.Header.Set(jetstream.MsgIDHeader, MsgID(msg.Topic(), msg.Payload()))
 	if err := b.publish(ctx, out); err != nil {
 		b.m.Rejected.WithLabelValues("bridge", "jetstream_unavailable").Inc()
@@ -209,48 +206,46 @@ func MsgID(topic string, payload []byte) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// convert validates a message of any ingest topic and returns the subject
-// and envelope to publish.
-func (b *Bridge) convert(topic string, payload []byte) (subject, camera string, body []byte, err error) {
+// convert validates a message of any ingest topic and returns the message
+// to publish and the camera it came from.
+func (b *Bridge) convert(topic string, payload []byte) (*nats.Msg, string, error) {
 	parts := strings.Split(topic, "/")
 	lim := b.cfg.Limits
+	var subject, camera string
 	var env any
 	switch {
 	case len(parts) == 3 && parts[0] == "poi" && parts[1] == "frames":
 		camera = parts[2]
 		f, err := ParseFrame(camera, payload, b.now(), lim)
 		if err != nil {
-			return "", "", nil, err
+			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestFrame, camera), f
+		subject, env = streams.Subject(streams.IngestFrame, camera), &f
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "data" && parts[2] == "camera":
 		camera = parts[3]
 		d, err := ParseDetections(camera, payload, lim)
 		if err != nil {
-			return "", "", nil, err
+			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestSceneScape, camera), d
+		subject, env = streams.Subject(streams.IngestSceneScape, camera), &d
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "image" && parts[2] == "camera":
 		camera = parts[3]
 		ci, err := ParseCameraImage(camera, payload, lim)
 		if err != nil {
-			return "", "", nil, err
+			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestImage, camera), ci
+		subject, env = streams.Subject(streams.IngestImage, camera), &ci
 	case len(parts) == 6 && parts[0] == "scenescape" && parts[1] == "event" && parts[2] == "region" && parts[5] == "objects":
 		ev, err := ParseRegionEvent(parts[3], parts[4], payload, lim)
 		if err != nil {
-			return "", "", nil, err
+			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestRegion, parts[3], parts[4]), ev
+		subject, env = streams.Subject(streams.IngestRegion, parts[3], parts[4]), &ev
 	default:
-		return "", "", nil, reject("bad_topic", "no route for topic %q", topic)
+		return nil, "", reject("bad_topic", "no route for topic %q", topic)
 	}
-	body, err = json.Marshal(env)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
-	return subject, camera, body, nil
+	m, err := streams.NewMsg(subject, env)
+	return m, camera, err
 }
 
 // markSeen records the camera for GET /cameras, at most every 10 s per

@@ -126,7 +126,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var f streams.Frame
-	if err := streams.Decode(raw.Data, &f); err != nil {
+	if err := streams.DecodeMsg(raw.Header, raw.Data, &f); err != nil {
 		t.Fatal(err)
 	}
 	if f.CameraID != "cam.1" || len(f.JPEG) != len(frame) || f.Timestamp.Format(time.RFC3339) != "2026-11-27T10:00:00Z" {

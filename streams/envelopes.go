@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Version is the envelope version every message carries in "v". A consumer
@@ -45,7 +47,7 @@ type Frame struct {
 	Header
 	CameraID  string    `json:"camera_id"`
 	Timestamp time.Time `json:"timestamp"`
-	JPEG      []byte    `json:"jpeg"`
+	JPEG      []byte    `json:"-"` // the message body
 }
 
 // ExternalObject is a detection made upstream (SceneScape), with the
@@ -72,7 +74,7 @@ type CameraImage struct {
 	Header
 	CameraID  string    `json:"camera_id"`
 	Timestamp time.Time `json:"timestamp"`
-	JPEG      []byte    `json:"jpeg"`
+	JPEG      []byte    `json:"-"` // the message body
 }
 
 // RegionObject is one object entering or leaving a region.
@@ -122,7 +124,7 @@ type Observation struct {
 	// Tick marks a synthetic observation that only advances the camera's
 	// clock (it closes tracks of an idle camera).
 	Tick      bool           `json:"tick,omitempty"`
-	FrameJPEG []byte         `json:"frame_jpeg,omitempty"`
+	FrameJPEG []byte         `json:"-"` // the message body
 	Faces     []ObservedFace `json:"faces"`
 }
 
@@ -214,6 +216,52 @@ func Current() Header { return Header{V: Version} }
 
 // Version is the envelope's version.
 func (h Header) Version() int { return h.V }
+
+// MetaHeader carries the fields of an envelope whose JPEG travels as the raw
+// message body: as base64 inside JSON, frames cost a tenth of the
+// pipeline's CPU in encoding alone.
+const MetaHeader = "Poi-Meta"
+
+// bodied is an envelope whose JPEG is the message body.
+type bodied interface{ body() *[]byte }
+
+func (f *Frame) body() *[]byte       { return &f.JPEG }
+func (c *CameraImage) body() *[]byte { return &c.JPEG }
+func (o *Observation) body() *[]byte { return &o.FrameJPEG }
+
+// NewMsg encodes an envelope (a pointer) for subject: envelopes with a JPEG
+// as MetaHeader JSON plus the raw JPEG body, the others as a JSON body.
+func NewMsg(subject string, v any) (*nats.Msg, error) {
+	meta, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", subject, err)
+	}
+	m := nats.NewMsg(subject)
+	if b, ok := v.(bodied); ok {
+		m.Header.Set(MetaHeader, string(meta))
+		m.Data = *b.body()
+		return m, nil
+	}
+	m.Data = meta
+	return m, nil
+}
+
+// DecodeMsg reverses NewMsg and rejects a version it does not know.
+func DecodeMsg(h nats.Header, data []byte, v interface{ Version() int }) error {
+	b, ok := v.(bodied)
+	if !ok {
+		return Decode(data, v)
+	}
+	meta := h.Get(MetaHeader)
+	if meta == "" {
+		return fmt.Errorf("decode envelope: no %s header", MetaHeader)
+	}
+	if err := Decode([]byte(meta), v); err != nil {
+		return err
+	}
+	*b.body() = data
+	return nil
+}
 
 // Decode unmarshals an envelope and rejects a version it does not know.
 func Decode(data []byte, v interface{ Version() int }) error {

@@ -135,3 +135,30 @@ func TestDeclareIsIdempotentAcrossRestartsAndUpdatesChanges(t *testing.T) {
 		t.Fatalf("detect max deliver = %d after update, want 7", got)
 	}
 }
+
+func TestEnvelopesRoundTripWithRawBodies(t *testing.T) {
+	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
+	ts := time.Date(2026, 11, 27, 10, 0, 0, 5, time.UTC)
+	m, err := NewMsg("poi.ingest.frame.c", &Frame{Header: Current(), CameraID: "c", Timestamp: ts, JPEG: jpeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != string(jpeg) || m.Header.Get(MetaHeader) == "" {
+		t.Fatalf("frame body %q, meta %q: the JPEG must be the raw body", m.Data, m.Header.Get(MetaHeader))
+	}
+	var f Frame
+	if err := DecodeMsg(m.Header, m.Data, &f); err != nil || f.CameraID != "c" || !f.Timestamp.Equal(ts) || string(f.JPEG) != string(jpeg) {
+		t.Fatalf("frame round trip: %+v %v", f, err)
+	}
+	if err := DecodeMsg(nats.Header{}, m.Data, &f); err == nil {
+		t.Fatal("a frame without its metadata header was accepted")
+	}
+	s, _ := NewMsg("poi.sample.c", &Sample{Header: Current(), ID: 7, Vector: []float32{1, 2}})
+	var back Sample
+	if err := DecodeMsg(s.Header, s.Data, &back); err != nil || back.ID != 7 || len(back.Vector) != 2 {
+		t.Fatalf("sample round trip: %+v %v", back, err)
+	}
+	if err := DecodeMsg(nil, []byte(`{"v":2,"id":7}`), &back); err == nil {
+		t.Fatal("an unknown envelope version was accepted")
+	}
+}

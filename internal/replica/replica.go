@@ -63,7 +63,7 @@ func (p *POI) Start(ctx context.Context) error {
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		var ev streams.ControlEvent
-		if err := streams.Decode(msg.Data(), &ev); err != nil {
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &ev); err != nil {
 			p.log.Warn("bad control event", "error", err)
 			return
 		}
@@ -197,7 +197,7 @@ func (d *Detections) Run(ctx context.Context) error {
 			return
 		}
 		var s streams.Sample
-		if err := streams.Decode(msg.Data(), &s); err != nil {
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &s); err != nil {
 			d.log.Warn("bad sample", "error", err)
 		} else if s.Model != d.cfg.Index.Model.Name {
 			d.log.Warn("sample of another model ignored", "model", s.Model)

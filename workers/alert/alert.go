@@ -69,7 +69,7 @@ func MQTTTopic(severity, poi string) string { return "poi/alerts/" + severity + 
 // Handle is the pool handler of the alert consumer.
 func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var sg streams.Sighting
-	if err := streams.Decode(msg.Data(), &sg); err != nil {
+	if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &sg); err != nil {
 		return pool.Permanent("bad_envelope", err)
 	}
 	if sg.Model != s.cfg.Model {

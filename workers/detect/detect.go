@@ -7,14 +7,12 @@ package detect
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"log/slog"
 	"strconv"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"poi/internal/face"
@@ -50,13 +48,13 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	switch {
 	case hasPrefix(msg.Subject(), streams.IngestFrame):
 		var f streams.Frame
-		if err := streams.Decode(msg.Data(), &f); err != nil {
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &f); err != nil {
 			return pool.Permanent("bad_envelope", err)
 		}
 		obs, err = s.frame(f)
 	case hasPrefix(msg.Subject(), streams.IngestSceneScape):
 		var d streams.Detections
-		if err := streams.Decode(msg.Data(), &d); err != nil {
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &d); err != nil {
 			return pool.Permanent("bad_envelope", err)
 		}
 		obs, err = s.sceneScape(ctx, d)
@@ -71,12 +69,10 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	obs.FrameNumber = meta.Sequence.Stream
 	s.m.FacesSeen.Add(float64(len(obs.Faces)))
-	body, err := json.Marshal(obs)
+	out, err := streams.NewMsg(streams.Subject(streams.ObservationsSubj, obs.CameraID), &obs)
 	if err != nil {
-		return fmt.Errorf("detect: encode observation: %w", err)
+		return fmt.Errorf("detect: %w", err)
 	}
-	out := nats.NewMsg(streams.Subject(streams.ObservationsSubj, obs.CameraID))
-	out.Data = body
 	// Derived from the frame's place in POI_INGEST: a redelivered frame
 	// produces the same id and is stored once.
 	out.Header.Set(jetstream.MsgIDHeader, "obs-"+strconv.FormatUint(meta.Sequence.Stream, 10))
@@ -200,7 +196,7 @@ func insideAny(r image.Rectangle, persons []streams.ExternalObject) bool {
 // images become the camera's latest frame.
 func (s *Stage) HandleImage(ctx context.Context, msg jetstream.Msg) error {
 	var ci streams.CameraImage
-	if err := streams.Decode(msg.Data(), &ci); err != nil {
+	if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &ci); err != nil {
 		return pool.Permanent("bad_envelope", err)
 	}
 	return s.store.SetCameraLatest(ctx, ci.CameraID, ci.JPEG)

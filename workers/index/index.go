@@ -116,7 +116,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("index: metadata: %w", err)
 	}
 	var obs streams.Observation
-	if err := streams.Decode(msg.Data(), &obs); err != nil {
+	if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &obs); err != nil {
 		return pool.Permanent("bad_envelope", err)
 	}
 	open, err := s.step(ctx, obs, meta.Sequence.Stream)
@@ -324,13 +324,12 @@ func (s *Stage) step(ctx context.Context, obs streams.Observation, seq uint64) (
 	return len(st.Tracks) > 0, nil
 }
 
+// envelope encodes v for subject with a dedup id.
 func envelope(subject, id string, v any) (*nats.Msg, error) {
-	b, err := json.Marshal(v)
+	m, err := streams.NewMsg(subject, v)
 	if err != nil {
-		return nil, fmt.Errorf("index: encode %s: %w", subject, err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
-	m := nats.NewMsg(subject)
-	m.Data = b
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	return m, nil
 }
@@ -396,7 +395,7 @@ func (s *Stage) RunTicker(ctx context.Context) error {
 			s.mu.Unlock()
 			ts := st.cam.Add(s.cfg.Silence + time.Millisecond)
 			m, err := envelope(streams.Subject(streams.ObservationsSubj, cam), fmt.Sprintf("tick-%s-%d", cam, ts.UnixNano()),
-				streams.Observation{Header: streams.Current(), CameraID: cam, Timestamp: ts, Tick: true})
+				&streams.Observation{Header: streams.Current(), CameraID: cam, Timestamp: ts, Tick: true})
 			if err != nil {
 				return err
 			}

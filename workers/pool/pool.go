@@ -246,6 +246,9 @@ func (p *Pool) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
 func (p *Pool) deadLetter(ctx context.Context, msg jetstream.Msg, cause error, delivered int) {
 	dl := nats.NewMsg(streams.Subject(streams.DeadLetterSubj, p.cfg.Consumer))
 	dl.Data = msg.Data()
+	for k, v := range msg.Headers() { // the envelope's metadata travels in headers
+		dl.Header[k] = v
+	}
 	dl.Header.Set("Poi-Error", cause.Error())
 	dl.Header.Set("Poi-Subject", msg.Subject())
 	dl.Header.Set("Poi-Delivered", strconv.Itoa(delivered))

@@ -50,7 +50,7 @@ type openZone struct {
 // Handle is the pool handler of the zones consumer.
 func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	var ev streams.RegionEvent
-	if err := streams.Decode(msg.Data(), &ev); err != nil {
+	if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &ev); err != nil {
 		return pool.Permanent("bad_envelope", err)
 	}
 	zone := ev.RegionName
