@@ -63,6 +63,3 @@ func New() *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
-
-// Registry is the process's registry (tests read values from it).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

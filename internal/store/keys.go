@@ -41,9 +41,6 @@ func NewKeys(prefix string) Keys { return Keys{prefix: prefix} }
 
 func (k Keys) k(parts ...string) string { return k.prefix + strings.Join(parts, ":") }
 
-// Prefix is the configured namespace prefix.
-func (k Keys) Prefix() string { return k.prefix }
-
 // POIIndex is the ZSET of every POI id by creation time.
 func (k Keys) POIIndex() string { return k.k("poi", "index") }
 

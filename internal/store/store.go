@@ -32,9 +32,6 @@ func Open(url, prefix string) (*Store, error) {
 		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua)}, nil
 }
 
-// Client is the underlying go-redis client.
-func (s *Store) Client() *redis.Client { return s.rdb }
-
 // Keys is the key layout.
 func (s *Store) Keys() Keys { return s.keys }
 

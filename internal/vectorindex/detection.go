@@ -191,9 +191,6 @@ func NewDetectionIndex(cfg DetectionConfig) (*DetectionIndex, error) {
 
 const minInt64 = -1 << 63
 
-// Config returns the effective configuration (defaults filled in).
-func (d *DetectionIndex) Config() DetectionConfig { return d.cfg }
-
 // segStart returns the start of the segment holding t (floor division, so
 // times before 1970 work too).
 func (d *DetectionIndex) segStart(t int64) int64 {

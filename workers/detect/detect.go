@@ -12,6 +12,7 @@ import (
 	"image"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,13 +47,13 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	var obs streams.Observation
 	switch {
-	case hasPrefix(msg.Subject(), streams.IngestFrame):
+	case strings.HasPrefix(msg.Subject(), streams.IngestFrame+"."):
 		var f streams.Frame
 		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &f); err != nil {
 			return pool.Permanent("bad_envelope", err)
 		}
 		obs, err = s.frame(f)
-	case hasPrefix(msg.Subject(), streams.IngestSceneScape):
+	case strings.HasPrefix(msg.Subject(), streams.IngestSceneScape+"."):
 		var d streams.Detections
 		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &d); err != nil {
 			return pool.Permanent("bad_envelope", err)
@@ -80,10 +81,6 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return fmt.Errorf("detect: publish observation: %w", err)
 	}
 	return nil
-}
-
-func hasPrefix(subject, prefix string) bool {
-	return len(subject) > len(prefix) && subject[:len(prefix)] == prefix && subject[len(prefix)] == '.'
 }
 
 // decodeErr classifies decoding failures: a bad image will not decode on a
