@@ -3,6 +3,7 @@
 # a local Redis when none answers. Ctrl-C stops everything this started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export GOWORK=off # build the service with its own go.mod (tools/ is a separate module)
 started=$(bash scripts/redis.sh ensure)
 cleanup() {
   [ -n "${camsim:-}" ] && kill "$camsim" 2>/dev/null || true

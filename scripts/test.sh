@@ -4,9 +4,16 @@
 # run in parallel without sharing state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export GOWORK=off # build the service with its own go.mod (tools/ is a separate module)
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.assets/*'))
 [ -z "$unformatted" ] || { echo "gofmt needed: $unformatted" >&2; exit 1; }
 go vet ./...
+# The service module is tidy and holds only what the service imports.
+go mod tidy -diff
+(cd tools && go mod tidy -diff)
+if go mod graph | grep -E 'go-task|aws-sdk|cloud\.google|bubbletea' >/dev/null; then
+  echo "the service module graph holds development tools" >&2; exit 1
+fi
 go test -race -count=1 -timeout 20m ./...
 # Bounded fuzzing of every parser of untrusted input. The budget is a count
 # of executions, not a duration: with a duration, Go 1.26's fuzzing
