@@ -20,7 +20,7 @@ import (
 func publishFrames(t *testing.T, s *stacktest.Stack, camera string, t0 time.Time, photos ...string) {
 	t.Helper()
 	m := s.Node.Metrics()
-	before := testutil.ToFloat64(m.Processed.WithLabelValues("detect"))
+	before := testutil.ToFloat64(m.Processed.WithLabelValues("index"))
 	mq := s.MQTT(t)
 	for i, p := range photos {
 		if err := mq.Publish(context.Background(), "poi/frames/"+camera, 1, false,
@@ -28,11 +28,11 @@ func publishFrames(t *testing.T, s *stacktest.Stack, camera string, t0 time.Time
 			t.Fatal(err)
 		}
 	}
-	stacktest.Eventually(t, time.Minute, "frames of "+camera+" detected", func() bool {
-		return testutil.ToFloat64(m.Processed.WithLabelValues("detect")) >= before+float64(len(photos))
+	stacktest.Eventually(t, time.Minute, "frames of "+camera+" tracked", func() bool {
+		return testutil.ToFloat64(m.Processed.WithLabelValues("index")) >= before+float64(len(photos))
 	})
-	stacktest.Eventually(t, time.Minute, "observations tracked", func() bool {
-		for _, name := range []string{"POI_OBSERVATIONS", "POI_SIGHTINGS"} {
+	stacktest.Eventually(t, time.Minute, "sightings checked", func() bool {
+		for _, name := range []string{"POI_SIGHTINGS"} {
 			st, err := s.JS.Stream(context.Background(), name)
 			if err != nil {
 				return false

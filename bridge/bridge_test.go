@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -106,11 +107,15 @@ func TestBridgeEndToEnd(t *testing.T) {
 	s, _ := js.Stream(ctx, streams.Ingest)
 	info, _ := s.Info(ctx, jetstream.WithSubjectFilter(">"))
 	counts := info.State.Subjects
+	// Stored subjects carry the camera's partition (the stream's transform).
+	stored := func(kind, cam string) string {
+		return fmt.Sprintf("%s.%d.%s", kind, streams.Partition(cam, streams.DefaultLimits().Partitions), streams.Token(cam))
+	}
 	want := map[string]uint64{
-		"poi.ingest.frame.cam%2E1":         1, // deduplicated by Nats-Msg-Id
-		"poi.ingest.frame.cam-2":           1,
-		"poi.ingest.scenescape.lp-camera1": 1,
-		"poi.ingest.image.lp-camera1":      1,
+		stored(streams.IngestFrame, "cam.1"):                                                          1, // deduplicated by Nats-Msg-Id
+		stored(streams.IngestFrame, "cam-2"):                                                          1,
+		stored(streams.IngestSceneScape, "lp-camera1"):                                                1,
+		stored(streams.IngestImage, "lp-camera1"):                                                     1,
 		"poi.ingest.region.bfb9f86b-b152-4e7f-8099-7c251ed84630.adb88222-de2e-4896-a0e2-d577d21b132e": 1,
 	}
 	for subj, n := range want {
@@ -121,7 +126,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if len(counts) != len(want) {
 		t.Errorf("unexpected subjects: %v", counts)
 	}
-	raw, err := s.GetLastMsgForSubject(ctx, "poi.ingest.frame.cam%2E1")
+	raw, err := s.GetLastMsgForSubject(ctx, stored(streams.IngestFrame, "cam.1"))
 	if err != nil {
 		t.Fatal(err)
 	}

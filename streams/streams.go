@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +27,6 @@ const (
 	// publishing fails (DiscardNew) and the bridge withholds the MQTT
 	// acknowledgement, so the broker redelivers instead of anyone dropping.
 	Ingest = "POI_INGEST"
-	// Observations holds, per camera, the faces found in a frame with their
-	// embeddings, for the tracker.
-	Observations = "POI_OBSERVATIONS"
 	// Sightings holds tracked face observations for the alert stage.
 	Sightings = "POI_SIGHTINGS"
 	// Samples is the log of every vector added to the all-detections index,
@@ -45,11 +44,12 @@ const (
 
 // Subjects. Camera ids are escaped with Token before they go into a subject.
 const (
+	// Publishers use .{camera}; the stream stores .{partition}.{camera}
+	// (IngestTransform), so a consumer can take one partition's cameras.
 	IngestFrame      = "poi.ingest.frame"      // .{camera}: JPEG frame for the full path
 	IngestSceneScape = "poi.ingest.scenescape" // .{camera}: SceneScape detections
 	IngestImage      = "poi.ingest.image"      // .{camera}: SceneScape camera image
 	IngestRegion     = "poi.ingest.region"     // .{scene}.{region}: region events
-	ObservationsSubj = "poi.obs"               // .{camera}
 	SightingsSubj    = "poi.sighting"          // .{camera}
 	SamplesSubj      = "poi.sample"            // .{camera}
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
@@ -60,16 +60,76 @@ const (
 	// load models.
 	EmbedService = "poi.svc.embed"
 	EmbedQueue   = "embed"
+	// DetectService is the same service on its own subject and queue group
+	// (DetectQueue): the tracker sends it frames to find faces in, so that
+	// detection, the costly stateless step, spreads over every worker
+	// process that runs the detect pool, whatever partitions they own.
+	DetectService = "poi.svc.detect"
+	DetectQueue   = "detect"
 )
+
+// Members is the key-value bucket where the worker processes of each
+// partitioned stage announce themselves (key {stage}.{member}); entries
+// expire unless refreshed, so a dead process leaves the group by itself.
+const Members = "POI_MEMBERS"
+
+// IngestTransform returns the stream subject transform that inserts the
+// camera's partition (nats-server's deterministic hash of the camera token,
+// modulo partitions) before the camera token of frames, SceneScape
+// detections and camera images. Region events, whose subjects have one token
+// more, do not match its source and are stored as published.
+func IngestTransform(partitions int) *jetstream.SubjectTransformConfig {
+	return &jetstream.SubjectTransformConfig{
+		Source:      "poi.ingest.*.*",
+		Destination: fmt.Sprintf("poi.ingest.{{wildcard(1)}}.{{partition(%d,2)}}.{{wildcard(2)}}", partitions),
+	}
+}
+
+// Partition is the partition nats-server's IngestTransform gives camera:
+// FNV-1a (32 bits) of the escaped camera token, modulo partitions. Tests
+// check it against the server; the service itself only reads partitions
+// from subjects.
+func Partition(camera string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(Token(camera)))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// IngestPartitionFilters are the stored subjects of one partition that the
+// tracker consumes: frames and SceneScape detections of its cameras.
+func IngestPartitionFilters(p int) []string {
+	n := strconv.Itoa(p)
+	return []string{IngestFrame + "." + n + ".*", IngestSceneScape + "." + n + ".*"}
+}
+
+// SplitIngest parses a stored ingest subject {prefix}.{partition}.{camera}.
+func SplitIngest(subject string) (kind string, partition int, camera string, err error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != "poi" || parts[1] != "ingest" {
+		return "", 0, "", fmt.Errorf("ingest subject %q: want poi.ingest.{kind}.{partition}.{camera}", subject)
+	}
+	partition, err = strconv.Atoi(parts[3])
+	if err != nil {
+		return "", 0, "", fmt.Errorf("ingest subject %q: partition: %w", subject, err)
+	}
+	camera, err = Untoken(parts[4])
+	return "poi.ingest." + parts[2], partition, camera, err
+}
 
 // Durable consumer names.
 const (
-	ConsumerDetect = "detect"
 	ConsumerFrames = "frames"
 	ConsumerZones  = "zones"
-	ConsumerIndex  = "index"
 	ConsumerAlert  = "alert"
+	// ConsumerIndexPrefix names the tracker's consumers, one per partition
+	// (IndexConsumer).
+	ConsumerIndexPrefix = "index-p"
+	// PriorityGroup is the priority group of every partition consumer.
+	PriorityGroup = "owner"
 )
+
+// IndexConsumer names partition p's tracker consumer.
+func IndexConsumer(p int) string { return fmt.Sprintf("%s%02d", ConsumerIndexPrefix, p) }
 
 // Subject joins tokens into a subject, escaping each.
 func Subject(prefix string, tokens ...string) string {
@@ -150,6 +210,24 @@ type Limits struct {
 	// Retention is how long samples stay replayable: the same as the
 	// all-detections index keeps them.
 	Retention time.Duration
+
+	// Partitions is how many partitions cameras are hashed into; each has
+	// its own tracker consumer, owned by one worker process at a time.
+	Partitions int
+	// PartitionAckWait is the tracker consumers' ack wait: how long a
+	// message delivered to an owner that died waits to be redelivered.
+	PartitionAckWait time.Duration
+	// PinnedTTL is how long a partition stays pinned to an owner that stopped
+	// pulling. It must exceed PartitionAckWait: by the time another owner
+	// is pinned, everything the old one held is due for redelivery, and
+	// JetStream redelivers before it delivers anything newer, so a camera's
+	// messages keep their order across a change of owner.
+	PinnedTTL time.Duration
+	// PartitionMaxAckPending bounds a partition's messages in flight.
+	PartitionMaxAckPending int
+	// MemberTTL is how long a worker that stopped announcing itself stays a
+	// member of its stage's group.
+	MemberTTL time.Duration
 }
 
 // DefaultLimits returns the limits used when nothing else is configured.
@@ -161,7 +239,28 @@ func DefaultLimits() Limits {
 		AlertsMaxAge:    7 * 24 * time.Hour,
 		DLQMaxAge:       7 * 24 * time.Hour,
 		Retention:       7 * 24 * time.Hour,
+
+		Partitions:             16,
+		PartitionAckWait:       5 * time.Second,
+		PinnedTTL:              8 * time.Second,
+		PartitionMaxAckPending: 512,
+		MemberTTL:              5 * time.Second,
 	}
+}
+
+// Validate checks what the definitions rely on.
+func (l Limits) Validate() error {
+	switch {
+	case l.Partitions < 1 || l.Partitions > 1024:
+		return fmt.Errorf("partitions %d: want 1..1024", l.Partitions)
+	case l.PinnedTTL <= l.PartitionAckWait:
+		return fmt.Errorf("pinned ttl %s must exceed the partition ack wait %s (ordering across owners)", l.PinnedTTL, l.PartitionAckWait)
+	case l.PartitionMaxAckPending < 1:
+		return fmt.Errorf("partition max ack pending %d: want at least 1", l.PartitionMaxAckPending)
+	case l.MemberTTL <= 0:
+		return fmt.Errorf("member ttl %s: want > 0", l.MemberTTL)
+	}
+	return nil
 }
 
 // Definitions returns every stream of the service.
@@ -170,7 +269,10 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 		{
 			Name:        Ingest,
 			Description: "validated camera input from the MQTT bridge",
-			Subjects:    []string{IngestFrame + ".>", IngestSceneScape + ".>", IngestImage + ".>", IngestRegion + ".>"},
+			// One token per camera: a subject that already carries a
+			// partition token is refused rather than stored unpartitioned.
+			Subjects:         []string{IngestFrame + ".*", IngestSceneScape + ".*", IngestImage + ".*", IngestRegion + ".>"},
+			SubjectTransform: IngestTransform(l.Partitions),
 			// Interest retention: a message is kept until every consumer
 			// bound to its subject has acknowledged it.
 			Retention:  jetstream.InterestPolicy,
@@ -180,17 +282,6 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 			MaxMsgSize: 16 << 20,
 			Duplicates: l.DuplicateWindow,
 			Storage:    jetstream.FileStorage,
-		},
-		{
-			Name:        Observations,
-			Description: "faces found per frame, with embeddings, for the tracker",
-			Subjects:    []string{ObservationsSubj + ".>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Discard:     jetstream.DiscardNew,
-			MaxAge:      l.IngestMaxAge,
-			MaxBytes:    l.IngestMaxBytes / 2,
-			Duplicates:  l.DuplicateWindow,
-			Storage:     jetstream.FileStorage,
 		},
 		{
 			Name:        Sightings,
@@ -255,7 +346,7 @@ type ConsumerDef struct {
 
 // Consumers returns every durable consumer of the service. maxDeliver bounds
 // delivery attempts before a message goes to the dead-letter stream.
-func Consumers(maxDeliver int) []ConsumerDef {
+func Consumers(l Limits, maxDeliver int) []ConsumerDef {
 	pull := func(stream, name, desc string, ackWait time.Duration, maxAck int, subjects ...string) ConsumerDef {
 		return ConsumerDef{Stream: stream, Config: jetstream.ConsumerConfig{
 			Durable:        name,
@@ -269,28 +360,30 @@ func Consumers(maxDeliver int) []ConsumerDef {
 			MaxAckPending: maxAck,
 		}}
 	}
-	return []ConsumerDef{
-		// One frame in flight: observations must reach the tracker in each
-		// camera's frame order, and detection (about 5 ms a frame with the
-		// reduced-scale decode) is cheap; the expensive embedder runs
-		// behind the tracker, only when a track needs it. Scaling past one
-		// ordered consumer means partitioning cameras (README).
-		pull(Ingest, ConsumerDetect, "frames and SceneScape detections to faces", 60*time.Second, 1,
-			IngestFrame+".>", IngestSceneScape+".>"),
-		pull(Ingest, ConsumerFrames, "SceneScape camera images into the frame cache", 30*time.Second, 256, IngestImage+".>"),
+	defs := []ConsumerDef{
+		pull(Ingest, ConsumerFrames, "SceneScape camera images into the frame cache", 30*time.Second, 256, IngestImage+".*.*"),
 		pull(Ingest, ConsumerZones, "region events into zone appearances", 30*time.Second, 256, IngestRegion+".>"),
-		// One in flight: the tracker needs a camera's observations in order.
-		// A short ack wait, because while one observation is unacknowledged
-		// nothing else flows: a dead tracker is replaced within 10 s (a live
-		// one that is slow keeps its message with in-progress acks).
-		pull(Observations, ConsumerIndex, "per-camera tracking and sampling", 10*time.Second, 1, ObservationsSubj+".>"),
-		pull(Sightings, ConsumerAlert, "POI matching and alerting", 30*time.Second, 256, SightingsSubj+".>"),
+		pull(Sightings, ConsumerAlert, "POI matching and alerting", 30*time.Second, 1024, SightingsSubj+".>"),
 	}
+	// The tracker: one consumer per partition, pinned to one client at a
+	// time (the partition's owner), which handles its cameras in order.
+	for p := range l.Partitions {
+		d := pull(Ingest, IndexConsumer(p), fmt.Sprintf("tracking of the cameras of partition %d", p),
+			l.PartitionAckWait, l.PartitionMaxAckPending, IngestPartitionFilters(p)...)
+		d.Config.PriorityPolicy = jetstream.PriorityPolicyPinned
+		d.Config.PinnedTTL = l.PinnedTTL
+		d.Config.PriorityGroups = []string{PriorityGroup}
+		defs = append(defs, d)
+	}
+	return defs
 }
 
 // Declare creates or updates every stream and consumer. It logs what it
 // created or changed, so that an edited definition is visible in the logs.
 func Declare(ctx context.Context, js jetstream.JetStream, l Limits, maxDeliver int, log *slog.Logger) error {
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("declare streams: %w", err)
+	}
 	for _, sc := range Definitions(l) {
 		prev, err := js.Stream(ctx, sc.Name)
 		var before *jetstream.StreamConfig
@@ -308,7 +401,13 @@ func Declare(ctx context.Context, js jetstream.JetStream, l Limits, maxDeliver i
 		}
 		logChange(log, "stream", sc.Name, before != nil, before != nil && !reflect.DeepEqual(*before, s.CachedInfo().Config))
 	}
-	for _, cd := range Consumers(maxDeliver) {
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Members, Description: "worker processes of each partitioned stage", TTL: l.MemberTTL,
+		Storage: jetstream.MemoryStorage, History: 1,
+	}); err != nil {
+		return fmt.Errorf("declare bucket %s: %w", Members, err)
+	}
+	for _, cd := range Consumers(l, maxDeliver) {
 		prev, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable)
 		var before *jetstream.ConsumerConfig
 		switch {

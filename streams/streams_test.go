@@ -114,7 +114,7 @@ func TestDeclareIsIdempotentAcrossRestartsAndUpdatesChanges(t *testing.T) {
 	if n := ing.CachedInfo().State.Msgs; n != 1 {
 		t.Fatalf("ingest holds %d messages after restart, want 1", n)
 	}
-	for _, cd := range Consumers(5) {
+	for _, cd := range Consumers(DefaultLimits(), 5) {
 		if _, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable); err != nil {
 			t.Fatalf("consumer %s/%s missing: %v", cd.Stream, cd.Config.Durable, err)
 		}
@@ -130,9 +130,9 @@ func TestDeclareIsIdempotentAcrossRestartsAndUpdatesChanges(t *testing.T) {
 	if got := s.CachedInfo().Config.MaxAge; got != 30*time.Minute {
 		t.Fatalf("ingest max age = %s after update, want 30m", got)
 	}
-	c, _ := js.Consumer(ctx, Ingest, ConsumerDetect)
+	c, _ := js.Consumer(ctx, Ingest, IndexConsumer(3))
 	if got := c.CachedInfo().Config.MaxDeliver; got != 7 {
-		t.Fatalf("detect max deliver = %d after update, want 7", got)
+		t.Fatalf("index max deliver = %d after update, want 7", got)
 	}
 }
 
@@ -160,5 +160,67 @@ func TestEnvelopesRoundTripWithRawBodies(t *testing.T) {
 	}
 	if err := DecodeMsg(nil, []byte(`{"v":2,"id":7}`), &back); err == nil {
 		t.Fatal("an unknown envelope version was accepted")
+	}
+}
+
+// The server's subject transform puts each camera in the partition that
+// Partition computes, region events stay as published, and SplitIngest reads
+// the stored subjects back.
+func TestIngestPartitionsMatchTheServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := embedded.StartNATS("127.0.0.1", -1, t.TempDir(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	l := DefaultLimits()
+	if err := Declare(ctx, js, l, 5, log); err != nil {
+		t.Fatal(err)
+	}
+	cams := []string{"cam-1", "cam-2", "entrance.north", "a b*>", "", "bench-07", "x%y"}
+	seen := map[int]bool{}
+	for _, cam := range cams {
+		ack, err := js.Publish(ctx, Subject(IngestFrame, cam), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := js.Stream(ctx, Ingest)
+		raw, err := s.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind, p, back, err := SplitIngest(raw.Subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind != IngestFrame || back != cam || p != Partition(cam, l.Partitions) {
+			t.Fatalf("camera %q stored as %s: kind %s partition %d camera %q, want partition %d", cam, raw.Subject, kind, p, back, Partition(cam, l.Partitions))
+		}
+		seen[p] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("%d cameras fell into only %d partitions", len(cams), len(seen))
+	}
+	ack, err := js.Publish(ctx, Subject(IngestRegion, "scene", "zone"), []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, Ingest)
+	raw, _ := s.GetMsg(ctx, ack.Sequence)
+	if raw.Subject != Subject(IngestRegion, "scene", "zone") {
+		t.Fatalf("region event stored as %s", raw.Subject)
+	}
+	// A publisher cannot pick a partition: subjects with one more token are
+	// not the stream's.
+	if _, err := js.Publish(ctx, IngestFrame+".3.cam", []byte("x")); err == nil {
+		t.Fatal("a frame published with its own partition token was stored")
 	}
 }

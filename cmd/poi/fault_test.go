@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
+	"net/http"
 	"reflect"
 	"sort"
 	"strconv"
@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"poi/internal/loadgen"
 	"poi/internal/mqttclient"
 	"poi/internal/stacktest"
 	"poi/internal/testenv"
@@ -41,20 +42,54 @@ const (
 	frameSpacing = 100 * time.Millisecond
 )
 
-// runFaultScenario runs the pipeline as two processes: `poi run` without the
-// tracker, and `poi worker --pools index`. With disturb it SIGKILLs the
-// tracker process a third of the way through and restarts it, and stops
-// Redis for 5 s two thirds of the way through.
-func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
+// camPlan is what one camera shows: frames of a list of photos, every
+// spacing of camera time, in order.
+type camPlan struct {
+	id     string
+	photos []string
+	frames int
+	// gapAt leaves a 10 s hole in the camera time after that many frames
+	// (0: none): the person leaves, a second track begins.
+	gapAt   int
+	spacing time.Duration
+}
+
+// scenario is a fault run: the cameras, the tracker processes, and what is
+// done to them part way.
+type scenario struct {
+	cams     []camPlan
+	trackers int
+	// disturb runs when a third of the frames are tracked, and may stop or
+	// start trackers (by index into the slice it is given).
+	disturb func(t *testing.T, sc *scenarioRun)
+	alerts  int // alerts expected (one per camera of the enrolled person)
+}
+
+type scenarioRun struct {
+	trackers []*proc
+	start    func() *proc
+	rd       *testenv.Redis
+	tracked  func() uint64
+	total    int
+}
+
+// runFaultScenario runs the pipeline as `poi run` without the tracker plus
+// `poi worker --pools index` processes, publishes every camera's frames, lets
+// disturb do its damage, and returns what the run left in Redis and
+// JetStream once every frame is tracked and every track closed.
+func runFaultScenario(t *testing.T, base time.Time, sc scenario) outcome {
 	rd := testenv.StartDurableRedis(t)
 	env := []string{"POI_PIPELINE_TRACK_SILENCE=3s", "POI_LOG_LEVEL=warn"}
 	a := startPoi(t, rd.URL(), env, "run", "--pools", "detect,embed,alert")
 	waitStatus(t, a, 60*time.Second, "the main process", func(code int, s status) bool { return code == 200 })
 	natsURL := "nats://127.0.0.1:" + strconv.Itoa(a.ports[1])
-	tracker := func() *proc {
-		return startPoi(t, rd.URL(), append(env, "POI_NATS_URL="+natsURL), "worker", "--pools", "index")
+	run := &scenarioRun{rd: rd}
+	run.start = func() *proc {
+		return startPoi(t, rd.URL(), append(env, "POI_NATS_URL="+natsURL, "POI_METRICS_ADDR=127.0.0.1:"+strconv.Itoa(testenv.FreePort(t))), "worker", "--pools", "index")
 	}
-	b := tracker()
+	for range sc.trackers {
+		run.trackers = append(run.trackers, run.start())
+	}
 	poi := stacktest.Enroll(t, a.api, nil, "franck_01829.jpg")
 
 	nc, err := nats.Connect(natsURL)
@@ -72,66 +107,60 @@ func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
 		t.Fatal(err)
 	}
 	defer mq.Close(100 * time.Millisecond)
-	franck, _ := filepath.Glob(filepath.Join(testenv.AssetsDir(t), "photos", "franck_0[2-4]*.jpg"))
-	others := []string{"cage.jpg", "obama4_crop.jpg", "kim1_crop.jpg", "chuck_crop.jpg"}
-	// The person leaves for 10 s half way through: a second track, which
-	// the cooldown keeps from alerting again.
-	at := func(i int) time.Time {
-		ts := base.Add(time.Duration(i) * frameSpacing)
-		if i >= faultFrames/2 {
-			ts = ts.Add(10 * time.Second)
+	photos := map[string][]byte{}
+	for _, c := range sc.cams {
+		run.total += c.frames
+		for _, p := range c.photos {
+			photos[p] = testenv.ReadPhoto(t, p)
 		}
-		return ts
 	}
 	go func() {
-		for i := range faultFrames {
-			b := testenv.ReadPhoto(t, filepath.Base(franck[i%len(franck)]))
-			if err := mq.Publish(ctx, "poi/frames/cam-f", 1, false, stacktest.FrameJSON(b, at(i))); err != nil {
-				t.Errorf("publish: %v", err)
-				return
-			}
-			if i%(faultFrames/otherFrames) == 0 {
-				j := i / (faultFrames / otherFrames)
-				o := testenv.ReadPhoto(t, others[(j/10)%len(others)])
-				if err := mq.Publish(ctx, "poi/frames/cam-o", 1, false, stacktest.FrameJSON(o, base.Add(time.Duration(j)*time.Second))); err != nil {
+		// Round robin over the cameras, each in its own camera time.
+		for i := 0; ; i++ {
+			sent := false
+			for _, c := range sc.cams {
+				if i >= c.frames {
+					continue
+				}
+				sent = true
+				ts := base.Add(time.Duration(i) * c.spacing)
+				if c.gapAt > 0 && i >= c.gapAt {
+					ts = ts.Add(10 * time.Second)
+				}
+				if err := mq.Publish(ctx, "poi/frames/"+c.id, 1, false, stacktest.FrameJSON(photos[c.photos[i%len(c.photos)]], ts)); err != nil {
 					t.Errorf("publish: %v", err)
 					return
 				}
 			}
+			if !sent {
+				return
+			}
 		}
 	}()
 
-	tracked := func() uint64 {
-		c, err := js.Consumer(ctx, streams.Observations, streams.ConsumerIndex)
-		if err != nil {
-			return 0
+	// Messages the tracker acknowledged, over every partition (deliveries
+	// repeated after a failure count again: a trigger, not a measure).
+	run.tracked = func() uint64 {
+		var n uint64
+		for p := range streams.DefaultLimits().Partitions {
+			c, err := js.Consumer(ctx, streams.Ingest, streams.IndexConsumer(p))
+			if err != nil {
+				return 0
+			}
+			n += c.CachedInfo().AckFloor.Consumer
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return 0
-		}
-		return info.AckFloor.Stream
+		return n
 	}
-	if disturb {
-		stacktest.Eventually(t, 3*time.Minute, "a third of the frames tracked", func() bool { return tracked() >= faultFrames/3 })
-		if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-b.done
-		t.Logf("tracker killed at observation %d", tracked())
-		b = tracker()
-		stacktest.Eventually(t, 3*time.Minute, "two thirds of the frames tracked", func() bool { return tracked() >= 2*faultFrames/3 })
-		rd.Stop()
-		t.Logf("redis stopped at observation %d", tracked())
-		time.Sleep(5 * time.Second)
-		rd.Start()
+	if sc.disturb != nil {
+		stacktest.Eventually(t, 3*time.Minute, "a third of the frames tracked", func() bool { return run.tracked() >= uint64(run.total/3) })
+		sc.disturb(t, run)
 	}
 
 	// Everything is processed and every track has exited.
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(rd.Port)})
 	defer rc.Close()
 	stacktest.Eventually(t, 5*time.Minute, "all frames tracked and all tracks closed", func() bool {
-		for _, name := range []string{streams.Observations, streams.Sightings} {
+		for _, name := range []string{streams.Ingest, streams.Sightings} {
 			s, err := js.Stream(ctx, name)
 			if err != nil {
 				return false
@@ -140,8 +169,8 @@ func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
 				return false
 			}
 		}
-		for _, cam := range []string{"cam-f", "cam-o"} {
-			raw, err := rc.Get(ctx, "track:state:"+cam).Bytes()
+		for _, c := range sc.cams {
+			raw, err := rc.Get(ctx, "track:state:"+c.id).Bytes()
 			if err != nil {
 				return false
 			}
@@ -185,23 +214,29 @@ func runFaultScenario(t *testing.T, base time.Time, disturb bool) outcome {
 		out.Vectors = float64(*st.FaissVectors)
 		return err == nil && uint64(out.Vectors) == out.Stream+1 // + the POI's reference
 	})
-	if out.Frames["cam-f"] != faultFrames || out.Frames["cam-o"] != otherFrames {
-		t.Errorf("frames tracked %v, want every frame exactly once (%d, %d)", out.Frames, faultFrames, otherFrames)
+	// A frame applied out of its camera's order would be skipped as already
+	// applied (its sequence is below the camera's last), so frames tracked
+	// exactly once per camera also says the order held.
+	for _, c := range sc.cams {
+		if out.Frames[c.id] != c.frames {
+			t.Errorf("camera %s: %d frames tracked, want every frame exactly once (%d)", c.id, out.Frames[c.id], c.frames)
+		}
 	}
-	if len(out.Alerts) != 1 || !strings.Contains(out.Alerts[0], poi) {
-		t.Errorf("alerts %v, want exactly one for %s", out.Alerts, poi)
+	if len(out.Alerts) != sc.alerts {
+		t.Errorf("alerts %v, want %d for %s", out.Alerts, sc.alerts, poi)
+	}
+	for _, id := range out.Alerts {
+		if !strings.Contains(id, poi) {
+			t.Errorf("alert %s is not for %s", id, poi)
+		}
 	}
 	return out
 }
 
-// TestKilledTrackerAndRedisOutageLoseAndDoubleNothing compares a disturbed
-// run with an undisturbed run of the same frames.
-func TestKilledTrackerAndRedisOutageLoseAndDoubleNothing(t *testing.T) {
-	// Both runs replay the same camera time, so their results can be
-	// compared field by field.
-	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Hour)
-	calm := runFaultScenario(t, base, false)
-	rough := runFaultScenario(t, base, true)
+// compareOutcomes checks that a disturbed run left exactly what an
+// undisturbed run of the same frames left.
+func compareOutcomes(t *testing.T, calm, rough outcome) {
+	t.Helper()
 	if len(calm.Tracks) < 3 || len(calm.Samples) == 0 {
 		t.Fatalf("undisturbed run: %d tracks, %d samples", len(calm.Tracks), len(calm.Samples))
 	}
@@ -224,6 +259,119 @@ func TestKilledTrackerAndRedisOutageLoseAndDoubleNothing(t *testing.T) {
 	if len(calm.Alerts) != len(rough.Alerts) || fmt.Sprint(trimPOI(calm.Alerts)) != fmt.Sprint(trimPOI(rough.Alerts)) {
 		t.Errorf("alerts differ: %v vs %v", calm.Alerts, rough.Alerts)
 	}
+}
+
+// each repeats every photo n times: a person stays for n frames.
+func each(n int, photos ...string) []string {
+	var out []string
+	for _, p := range photos {
+		for range n {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// franckFrames are video frames of the enrolled person.
+var franckFrames = []string{"franck_02045.jpg", "franck_02159.jpg", "franck_02221.jpg", "franck_02683.jpg", "franck_02888.jpg",
+	"franck_03909.jpg", "franck_03979.jpg", "franck_04000.jpg", "franck_04035.jpg", "franck_04117.jpg"}
+
+// twoCameras is the single-tracker scenario: the enrolled person on one
+// camera (leaving for 10 s half way), other people on another.
+func twoCameras() []camPlan {
+	return []camPlan{
+		{id: "cam-f", photos: franckFrames, frames: faultFrames, gapAt: faultFrames / 2, spacing: frameSpacing},
+		{id: "cam-o", photos: each(10, "cage.jpg", "obama4_crop.jpg", "kim1_crop.jpg", "chuck_crop.jpg"), frames: otherFrames, spacing: time.Second},
+	}
+}
+
+// TestKilledTrackerAndRedisOutageLoseAndDoubleNothing compares a disturbed
+// run with an undisturbed run of the same frames.
+func TestKilledTrackerAndRedisOutageLoseAndDoubleNothing(t *testing.T) {
+	// Both runs replay the same camera time, so their results can be
+	// compared field by field.
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Hour)
+	calm := runFaultScenario(t, base, scenario{cams: twoCameras(), trackers: 1, alerts: 1})
+	rough := runFaultScenario(t, base, scenario{cams: twoCameras(), trackers: 1, alerts: 1, disturb: func(t *testing.T, r *scenarioRun) {
+		b := r.trackers[0]
+		if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-b.done
+		t.Logf("tracker killed at %d acknowledged", r.tracked())
+		r.trackers[0] = r.start()
+		stacktest.Eventually(t, 3*time.Minute, "two thirds of the frames tracked", func() bool { return r.tracked() >= uint64(2*r.total/3) })
+		r.rd.Stop()
+		t.Logf("redis stopped at %d acknowledged", r.tracked())
+		time.Sleep(5 * time.Second) // the outage itself, not a wait for something
+		r.rd.Start()
+	}})
+	compareOutcomes(t, calm, rough)
+}
+
+// eightCameras puts the enrolled person on four cameras and other people on
+// four more, spread over the partitions.
+func eightCameras() []camPlan {
+	var out []camPlan
+	others := [][]string{{"cage.jpg"}, {"obama4_crop.jpg"}, {"kim1_crop.jpg"}, {"chuck_crop.jpg"}}
+	for i := range 4 {
+		out = append(out, camPlan{id: fmt.Sprintf("cam-f%d", i), photos: franckFrames, frames: 120, gapAt: 60, spacing: frameSpacing})
+		out = append(out, camPlan{id: fmt.Sprintf("cam-o%d", i), photos: others[i], frames: 60, spacing: 200 * time.Millisecond})
+	}
+	return out
+}
+
+// TestTwoTrackersShareThePartitionsAndSurviveAKill runs two tracker
+// processes, SIGKILLs one while frames of 8 cameras flow, and compares with
+// an undisturbed run: the survivor takes every partition over, and every
+// frame is tracked exactly once, in order, with the same records.
+func TestTwoTrackersShareThePartitionsAndSurviveAKill(t *testing.T) {
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Hour)
+	calm := runFaultScenario(t, base, scenario{cams: eightCameras(), trackers: 2, alerts: 4})
+	rough := runFaultScenario(t, base, scenario{cams: eightCameras(), trackers: 2, alerts: 4, disturb: func(t *testing.T, r *scenarioRun) {
+		partitions := streams.DefaultLimits().Partitions
+		for i, p := range r.trackers {
+			if n := ownedPartitions(t, p); n == 0 || n == partitions {
+				t.Fatalf("tracker %d owns %d of %d partitions: they are not shared", i, n, partitions)
+			}
+		}
+		victim := r.trackers[0]
+		if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-victim.done
+		t.Logf("tracker killed at %d acknowledged", r.tracked())
+		stacktest.Eventually(t, time.Minute, "the survivor owns every partition", func() bool {
+			return ownedPartitions(t, r.trackers[1]) == partitions
+		})
+	}})
+	compareOutcomes(t, calm, rough)
+}
+
+// ownedPartitions reads poi_partitions_owned from a worker's /metrics.
+func ownedPartitions(t *testing.T, p *proc) int {
+	t.Helper()
+	addr := ""
+	for _, e := range p.cmd.Env {
+		if v, ok := strings.CutPrefix(e, "POI_METRICS_ADDR="); ok {
+			addr = v
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	samples, err := loadgen.ParseMetrics(resp.Body)
+	if err != nil {
+		return -1
+	}
+	for _, s := range samples {
+		if s.Name == "poi_partitions_owned" && s.Labels["stage"] == "index" {
+			return int(s.Value)
+		}
+	}
+	return 0
 }
 
 func keys[V any](m map[string]V) []string {

@@ -32,6 +32,8 @@ commands:
   api      REST API only
   camsim   publish a folder of JPEGs as a camera over MQTT
            (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
+  bench    load a deployment and measure it: poi bench scenescape|frames [--rate N --cameras N
+           --fps F --step --duration D --metrics URLS ...] (poi bench MODE --help)
 
 flags (every command):
   --config FILE   YAML file over the compiled-in defaults (also $POI_CONFIG)
@@ -50,6 +52,14 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	cmd, rest := args[0], args[1:]
+	benchMode := ""
+	if cmd == "bench" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			fmt.Fprint(stderr, "usage: poi bench scenescape|frames [flags]\n")
+			return 2
+		}
+		benchMode, rest = rest[0], rest[1:]
+	}
 	fs := flag.NewFlagSet("poi "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", os.Getenv("POI_CONFIG"), "YAML configuration file")
@@ -66,6 +76,10 @@ func run(args []string, stderr io.Writer) int {
 		fs.IntVar(&sim.Count, "count", 0, "stop after this many frames (0: no limit)")
 		fs.BoolVar(&simOnce, "once", false, "publish the files once instead of looping")
 	}
+	var bench benchFlags
+	if cmd == "bench" {
+		addBenchFlags(fs, &bench)
+	}
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -81,7 +95,7 @@ func run(args []string, stderr io.Writer) int {
 		roles = node.Roles{Pools: all}
 	case "api":
 		roles = node.Roles{API: true}
-	case "camsim":
+	case "camsim", "bench":
 	default:
 		fmt.Fprintf(stderr, "poi: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -97,6 +111,9 @@ func run(args []string, stderr io.Writer) int {
 	defer stop()
 	if cmd == "camsim" {
 		return runCamsim(ctx, cfg, sim, simDir, simGlob, !simOnce, log, stderr)
+	}
+	if cmd == "bench" {
+		return runBench(ctx, cfg, benchMode, bench, log, os.Stdout, stderr)
 	}
 	n, err := node.New(cfg, roles, log)
 	if err != nil {

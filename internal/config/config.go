@@ -36,6 +36,7 @@ type Config struct {
 	Redis           Redis         `yaml:"redis"`
 	Face            Face          `yaml:"face"`
 	Pipeline        Pipeline      `yaml:"pipeline"`
+	Partitions      Partitions    `yaml:"partitions"`
 	Index           Index         `yaml:"index"`
 	SceneScape      SceneScape    `yaml:"scenescape"`
 	// Cameras are named here when no SceneScape is configured; cameras
@@ -138,6 +139,29 @@ type Pipeline struct {
 	AlertCooldown      time.Duration `yaml:"alert_cooldown"`
 	Retention          time.Duration `yaml:"retention"`
 	MaxDeliver         int           `yaml:"max_deliver"`
+}
+
+// Partitions configures how cameras are spread over the tracker processes.
+type Partitions struct {
+	// Count is how many partitions cameras are hashed into (changing it
+	// re-maps cameras: drain the ingest stream first).
+	Count int `yaml:"count"`
+	// Batch bounds the messages a partition's owner takes at once.
+	Batch int `yaml:"batch"`
+	// FetchWait bounds how long one fetch waits for messages.
+	FetchWait time.Duration `yaml:"fetch_wait"`
+	// AckWait is how long a message delivered to an owner that died waits
+	// before it is redelivered to the next owner.
+	AckWait time.Duration `yaml:"ack_wait"`
+	// PinnedTTL is how long a partition stays with an owner that stopped
+	// pulling; it must exceed ack_wait + fetch_wait to keep the order.
+	PinnedTTL time.Duration `yaml:"pinned_ttl"`
+	// MemberTTL is how long a process that stopped announcing itself stays
+	// in the group; Heartbeat how often processes announce themselves.
+	MemberTTL time.Duration `yaml:"member_ttl"`
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// DetectConcurrency bounds a partition's detection requests in flight.
+	DetectConcurrency int `yaml:"detect_concurrency"`
 }
 
 // EnvPrefix starts every environment variable that overrides a key.
@@ -392,6 +416,22 @@ func (c Config) Validate() error {
 	}
 	if c.Face.MinFacePx < 1 {
 		bad("face.min_face_px", "must be at least 1, got %d", c.Face.MinFacePx)
+	}
+	pt := c.Partitions
+	if pt.Count < 1 || pt.Count > 1024 {
+		bad("partitions.count", "must be 1..1024, got %d", pt.Count)
+	}
+	if pt.Batch < 1 {
+		bad("partitions.batch", "must be at least 1, got %d", pt.Batch)
+	}
+	if pt.DetectConcurrency < 1 {
+		bad("partitions.detect_concurrency", "must be at least 1, got %d", pt.DetectConcurrency)
+	}
+	if pt.FetchWait <= 0 || pt.AckWait <= 0 || pt.MemberTTL <= 0 || pt.Heartbeat <= 0 || pt.Heartbeat >= pt.MemberTTL {
+		bad("partitions", "fetch_wait, ack_wait, member_ttl and heartbeat must be positive, heartbeat below member_ttl")
+	}
+	if pt.PinnedTTL <= pt.AckWait+pt.FetchWait {
+		bad("partitions.pinned_ttl", "must exceed ack_wait + fetch_wait (%s), got %s: the order of a camera's messages across owners depends on it", pt.AckWait+pt.FetchWait, pt.PinnedTTL)
 	}
 	if c.Pipeline.MaxSamplesPerTrack < 1 {
 		bad("pipeline.max_samples_per_track", "must be at least 1, got %d", c.Pipeline.MaxSamplesPerTrack)

@@ -29,6 +29,12 @@ type Metrics struct {
 	FacesSeen   prometheus.Counter
 	TracksOpen  prometheus.Counter
 	TracksClose prometheus.Counter
+
+	// Partitioned stages and consumers.
+	PartitionsOwned *prometheus.GaugeVec   // stage
+	Rebalances      *prometheus.CounterVec // stage
+	ConsumerPending *prometheus.GaugeVec   // stage: messages not yet delivered (lag)
+	AckPending      *prometheus.GaugeVec   // stage: delivered, not yet acknowledged
 }
 
 // New creates and registers every collector.
@@ -52,8 +58,14 @@ func New() *Metrics {
 		FacesSeen:   prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_faces_detected_total", Help: "Faces detected in frames."}),
 		TracksOpen:  prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_tracks_opened_total", Help: "Face tracks opened."}),
 		TracksClose: prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_tracks_closed_total", Help: "Face tracks closed."}),
+
+		PartitionsOwned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_partitions_owned", Help: "Partitions of a stage this process owns."}, []string{"stage"}),
+		Rebalances:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "poi_partition_rebalances_total", Help: "Changes of this process's partitions, by stage."}, []string{"stage"}),
+		ConsumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_pending", Help: "Messages waiting for a stage's consumers (lag), summed over its partitions."}, []string{"stage"}),
+		AckPending:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_ack_pending", Help: "Messages delivered to a stage and not yet acknowledged."}, []string{"stage"}),
 	}
-	for _, c := range []prometheus.Collector{m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose} {
+	for _, c := range []prometheus.Collector{m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose,
+		m.PartitionsOwned, m.Rebalances, m.ConsumerPending, m.AckPending} {
 		f(c)
 	}
 	return m

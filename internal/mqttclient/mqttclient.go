@@ -157,3 +157,9 @@ func (cl *Client) IsConnected() bool { return cl.c.IsConnectionOpen() }
 func (cl *Client) Close(quiesce time.Duration) {
 	cl.c.Disconnect(uint(quiesce.Milliseconds()))
 }
+
+// PublishAsync sends payload without waiting: the token completes when the
+// broker acknowledges it. A load generator keeps many in flight.
+func (cl *Client) PublishAsync(topic string, qos byte, payload []byte) paho.Token {
+	return cl.c.Publish(topic, qos, false, payload)
+}

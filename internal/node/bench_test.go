@@ -14,6 +14,7 @@ import (
 	"poi/internal/imaging"
 	"poi/internal/stacktest"
 	"poi/internal/testenv"
+	"poi/streams"
 	"poi/workers/embed"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("baseline-embed-call", func(b *testing.B) {
-		cl := embed.NewClient(s.NC, 30*time.Second)
+		cl := embed.NewClient(s.NC, streams.EmbedService, 30*time.Second)
 		for b.Loop() {
 			if _, err := cl.Do(ctx, frame, embed.Params{Mode: embed.ModeAll}); err != nil {
 				b.Fatal(err)

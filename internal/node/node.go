@@ -24,6 +24,7 @@ import (
 	"poi/internal/mqttclient"
 	"poi/internal/store"
 	"poi/streams"
+	"poi/workers/partition"
 )
 
 // Roles says what this process does.
@@ -52,9 +53,20 @@ type Node struct {
 	closers []func() error
 	metrics *metrics.Metrics
 	actors  []actor
+	// partitions is the tracker's partition group (index pool), nil
+	// elsewhere.
+	partitions *partition.Group
 
 	// Ready is closed once every component has started.
 	Ready chan struct{}
+}
+
+// OwnedPartitions lists the tracker partitions this process owns.
+func (n *Node) OwnedPartitions() []int {
+	if n.partitions == nil {
+		return nil
+	}
+	return n.partitions.Owned()
 }
 
 // actor is one long-running component: run until ctx ends, then return.
@@ -176,6 +188,9 @@ func (n *Node) start(ctx context.Context) error {
 	defer cancel()
 	limits := streams.DefaultLimits()
 	limits.Retention = n.cfg.Pipeline.Retention
+	pt := n.cfg.Partitions
+	limits.Partitions, limits.PartitionAckWait, limits.PinnedTTL, limits.MemberTTL = pt.Count, pt.AckWait, pt.PinnedTTL, pt.MemberTTL
+	limits.PartitionMaxAckPending = 2 * pt.Batch
 	if err := streams.Declare(dctx, js, limits, n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
 		return err
 	}

@@ -92,26 +92,24 @@ func TestPipelineRaisesExactlyOneAlertPerAppearance(t *testing.T) {
 
 	m := s.Node.Metrics()
 	total := float64(n + len(others) + 1) // frames + scenescape detections
-	stacktest.Eventually(t, 2*time.Minute, "every frame detected", func() bool {
-		return testutil.ToFloat64(m.Processed.WithLabelValues("detect")) >= total
+	stacktest.Eventually(t, 2*time.Minute, "every frame tracked", func() bool {
+		return testutil.ToFloat64(m.Processed.WithLabelValues("index"))+testutil.ToFloat64(m.DeadLettered.WithLabelValues("index")) >= total
 	})
-	stacktest.Eventually(t, time.Minute, "observations tracked and sightings checked", func() bool {
-		obs, _ := s.JS.Stream(ctx, streams.Observations)
+	stacktest.Eventually(t, time.Minute, "sightings checked", func() bool {
 		sig, _ := s.JS.Stream(ctx, streams.Sightings)
-		oi, _ := obs.Info(ctx)
 		si, _ := sig.Info(ctx)
-		return oi.State.Msgs == 0 && si.State.Msgs == 0 && oi.State.LastSeq > 0
+		return si.State.Msgs == 0 && si.State.LastSeq > 0
 	})
 	if got := testutil.ToFloat64(m.Processed.WithLabelValues("zones")); got != 1 {
 		t.Errorf("zones processed %v region events, want 1", got)
 	}
-	for _, stage := range []string{"index", "alert", "zones", "frames"} {
+	for _, stage := range []string{"alert", "zones", "frames"} {
 		if dl := testutil.ToFloat64(m.DeadLettered.WithLabelValues(stage)); dl != 0 {
 			t.Errorf("%s dead-lettered %v messages", stage, dl)
 		}
 	}
-	if dl, bad := testutil.ToFloat64(m.DeadLettered.WithLabelValues("detect")), testutil.ToFloat64(m.Rejected.WithLabelValues("detect", "bad_image")); dl != 1 || bad != 1 {
-		t.Errorf("detect dead-lettered %v, rejected bad_image %v: want the truncated frame, once", dl, bad)
+	if dl, bad := testutil.ToFloat64(m.DeadLettered.WithLabelValues("index")), testutil.ToFloat64(m.Rejected.WithLabelValues("index", "bad_image")); dl != 1 || bad != 1 {
+		t.Errorf("index dead-lettered %v, rejected bad_image %v: want the truncated frame, once", dl, bad)
 	}
 
 	// Exactly one alert, on every outlet.

@@ -19,6 +19,7 @@ import (
 	"poi/workers/detect"
 	"poi/workers/embed"
 	"poi/workers/index"
+	"poi/workers/partition"
 	"poi/workers/pool"
 	"poi/workers/zones"
 )
@@ -53,13 +54,23 @@ func (n *Node) startRoles(ctx context.Context) error {
 		n.closers = append(n.closers, e.Close)
 		n.log.Info("face engine loaded", "model", e.Model().Name, "dim", e.Model().Dim, "onnxruntime", e.RuntimeVersion())
 	}
-	embedClient := embed.NewClient(n.nc, embedTimeout)
-	if n.hasPool("embed") {
+	embedClient := embed.NewClient(n.nc, streams.EmbedService, embedTimeout)
+	detectClient := embed.NewClient(n.nc, streams.DetectService, embedTimeout)
+	// The detection and embedding services: the same engine behind two
+	// subjects and queue groups, so each scales with the processes that
+	// run its pool.
+	for _, svcDef := range []struct{ pool, subject, queue string }{
+		{"embed", streams.EmbedService, streams.EmbedQueue},
+		{"detect", streams.DetectService, streams.DetectQueue},
+	} {
+		if !n.hasPool(svcDef.pool) {
+			continue
+		}
 		svc := embed.NewService(engine, n.imageLimits(), runtime.NumCPU(), n.metrics, n.log)
-		if err := svc.Subscribe(n.nc); err != nil {
+		if err := svc.Subscribe(n.nc, svcDef.subject, svcDef.queue); err != nil {
 			return err
 		}
-		n.actors = append(n.actors, actor{"embed", svc.Run})
+		n.actors = append(n.actors, actor{svcDef.pool, svc.Run})
 	}
 
 	var model vectorindex.Model
@@ -95,18 +106,22 @@ func (n *Node) startRoles(ctx context.Context) error {
 			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: 30 * time.Second}, n.js, h, n.metrics, n.log)
 		n.actors = append(n.actors, actor{stage, pl.Run})
 	}
-	if n.hasPool("detect") {
-		d := detect.New(engine, n.imageLimits(), n.js, n.store, n.metrics, n.log)
-		addPool("detect", streams.ConsumerDetect, streams.Ingest, 1, d.Handle)
-		addPool("frames", streams.ConsumerFrames, streams.Ingest, 8, d.HandleImage)
-	}
 	if n.hasPool("index") {
+		pt := n.cfg.Partitions
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
 			Retention: p.Retention, MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
-		}, n.js, n.store, embedClient, n.metrics, n.log)
-		addPool("index", streams.ConsumerIndex, streams.Observations, 1, ix.Handle)
-		n.actors = append(n.actors, actor{"index-ticker", ix.RunTicker})
+			DetectConcurrency: pt.DetectConcurrency,
+		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
+		g := partition.New(partition.Config{
+			Stage: "index", Stream: streams.Ingest, Consumer: streams.IndexConsumer, Partitions: pt.Count,
+			Batch: pt.Batch, FetchWait: pt.FetchWait, Heartbeat: pt.Heartbeat, AckWait: pt.AckWait,
+			MaxDeliver: p.MaxDeliver, RetryFor: 30 * time.Second,
+		}, n.js, ix, n.metrics, n.log)
+		n.partitions = g
+		n.actors = append(n.actors, actor{"index", g.Run})
+		n.actors = append(n.actors, actor{"index-ticker", func(ctx context.Context) error { return ix.RunTicker(ctx, streams.IndexConsumer) }})
+		addPool("frames", streams.ConsumerFrames, streams.Ingest, 8, detect.New(n.store).HandleImage)
 		z := zones.New(n.store, p.Retention, n.metrics, n.log)
 		addPool("zones", streams.ConsumerZones, streams.Ingest, 1, z.Handle)
 	}

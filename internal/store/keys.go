@@ -16,6 +16,7 @@ package store
 //	alertsent:{alert_id}            STRING marker: sent on MQTT          owner: alert  TTL: retention
 //	alert:cooldown:{poi}:{camera}   STRING marker                        owner: alert  TTL: cooldown
 //	track:state:{camera}            STRING tracker state JSON (open tracks, last applied sequence) owner: index TTL: retention
+//	track:version:{camera}          STRING commits of the tracker state (compare-and-set) owner: index TTL: retention
 //	zone:open:{object}:{region}     STRING pending zone entry JSON       owner: zones  TTL: retention
 //	track:{track}                   HASH track record                    owner: index  TTL: retention
 //	track:{track}:zones             LIST zone appearance JSON            owner: zones  TTL: retention
@@ -82,6 +83,10 @@ func (k Keys) AlertCooldown(poi, camera string) string { return k.k("alert", "co
 
 // TrackerState is the tracker's durable state for one camera.
 func (k Keys) TrackerState(camera string) string { return k.k("track", "state", camera) }
+
+// TrackerVersion counts the commits of a camera's tracker state; a commit
+// names the version it read, so two owners of one camera cannot both win.
+func (k Keys) TrackerVersion(camera string) string { return k.k("track", "version", camera) }
 
 // ZoneOpen is a zone entry waiting for its exit.
 func (k Keys) ZoneOpen(object, region string) string { return k.k("zone", "open", object, region) }

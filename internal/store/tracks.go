@@ -47,16 +47,33 @@ type Sample struct {
 	Box      streams.Box
 }
 
-// TrackerState returns a camera's tracker state (nil when there is none).
-func (s *Store) TrackerState(ctx context.Context, camera string) ([]byte, error) {
-	b, err := s.rdb.Get(ctx, s.keys.TrackerState(camera)).Bytes()
+// ErrConflict: the tracker state changed since it was read (another owner
+// of the camera committed); the step must be redone from the new state.
+var ErrConflict = errors.New("tracker state changed since it was read")
+
+// TrackerState returns a camera's tracker state (nil when there is none)
+// and its version, for CommitTracking.
+func (s *Store) TrackerState(ctx context.Context, camera string) ([]byte, int64, error) {
+	var st, ver *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		st = p.Get(ctx, s.keys.TrackerState(camera))
+		ver = p.Get(ctx, s.keys.TrackerVersion(camera))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("tracker state %s: %w", camera, err)
+	}
+	b, err := st.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, nil
+		b = nil
+	} else if err != nil {
+		return nil, 0, fmt.Errorf("tracker state %s: %w", camera, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("tracker state %s: %w", camera, err)
+	v, err := ver.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, 0, fmt.Errorf("tracker version %s: %w", camera, err)
 	}
-	return b, nil
+	return b, v, nil
 }
 
 func fmtTime(t time.Time) string {
@@ -66,51 +83,73 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// CommitTracking writes one tracking step atomically (MULTI/EXEC): track
+// CommitTracking writes tracking steps atomically (MULTI/EXEC): track
 // records, frames, thumbnails, samples and the new tracker state. Either all
 // of it is stored or none, so a worker killed mid-step leaves Redis as it
-// was and the redelivered observation redoes the step exactly.
-func (s *Store) CommitTracking(ctx context.Context, camera string, state []byte, updates []TrackUpdate, samples []Sample, ttl time.Duration) error {
+// was and the redelivered observations redo the steps exactly. It commits
+// only if the state is still at version (as TrackerState read it), and
+// returns ErrConflict otherwise.
+func (s *Store) CommitTracking(ctx context.Context, camera string, version int64, state []byte, updates []TrackUpdate, samples []Sample, ttl time.Duration) error {
 	k := s.keys
-	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		for _, u := range updates {
-			t := u.Track
-			box, _ := json.Marshal(t.Box)
-			tx.HSet(ctx, k.Track(t.ID), map[string]any{
-				"track_id": t.ID, "camera_id": t.CameraID,
-				"entry": fmtTime(t.Entry), "last_seen": fmtTime(t.LastSeen), "exit": fmtTime(t.Exit),
-				"bbox": string(box), "samples": t.Samples, "frames": t.Frames,
-			})
-			tx.Expire(ctx, k.Track(t.ID), ttl)
-			if u.EntryFrame != nil {
-				tx.Set(ctx, k.TrackFrame(t.ID, "entry"), u.EntryFrame, ttl)
-			}
-			if u.LastFrame != nil {
-				tx.Set(ctx, k.TrackFrame(t.ID, "last"), u.LastFrame, ttl)
-			}
-			if u.Exited {
-				tx.Copy(ctx, k.TrackFrame(t.ID, "last"), k.TrackExitFrame(t.ID), 0, true)
-				tx.Expire(ctx, k.TrackExitFrame(t.ID), ttl)
-			}
-			if u.Thumb != nil {
-				tx.Set(ctx, k.Thumbnail(t.ID), u.Thumb, ttl)
-			}
+	vkey := k.TrackerVersion(camera)
+	err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
+		cur, err := rtx.Get(ctx, vkey).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
 		}
-		for _, sm := range samples {
-			box, _ := json.Marshal(sm.Box)
-			id := strconv.FormatInt(sm.ID, 10)
-			tx.HSet(ctx, k.Detection(id), map[string]any{
-				"track_id": sm.TrackID, "camera_id": sm.CameraID, "time": fmtTime(sm.Time), "bbox": string(box),
-			})
-			tx.Expire(ctx, k.Detection(id), ttl)
+		if cur != version {
+			return ErrConflict
 		}
-		tx.Set(ctx, k.TrackerState(camera), state, ttl)
-		return nil
-	})
+		_, err = rtx.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+			s.writeTracking(ctx, tx, camera, version+1, state, updates, samples, ttl)
+			return nil
+		})
+		return err
+	}, vkey)
+	if errors.Is(err, redis.TxFailedErr) {
+		err = ErrConflict
+	}
 	if err != nil {
 		return fmt.Errorf("commit tracking %s: %w", camera, err)
 	}
 	return nil
+}
+
+func (s *Store) writeTracking(ctx context.Context, tx redis.Pipeliner, camera string, version int64, state []byte, updates []TrackUpdate, samples []Sample, ttl time.Duration) {
+	k := s.keys
+	for _, u := range updates {
+		t := u.Track
+		box, _ := json.Marshal(t.Box)
+		tx.HSet(ctx, k.Track(t.ID), map[string]any{
+			"track_id": t.ID, "camera_id": t.CameraID,
+			"entry": fmtTime(t.Entry), "last_seen": fmtTime(t.LastSeen), "exit": fmtTime(t.Exit),
+			"bbox": string(box), "samples": t.Samples, "frames": t.Frames,
+		})
+		tx.Expire(ctx, k.Track(t.ID), ttl)
+		if u.EntryFrame != nil {
+			tx.Set(ctx, k.TrackFrame(t.ID, "entry"), u.EntryFrame, ttl)
+		}
+		if u.LastFrame != nil {
+			tx.Set(ctx, k.TrackFrame(t.ID, "last"), u.LastFrame, ttl)
+		}
+		if u.Exited {
+			tx.Copy(ctx, k.TrackFrame(t.ID, "last"), k.TrackExitFrame(t.ID), 0, true)
+			tx.Expire(ctx, k.TrackExitFrame(t.ID), ttl)
+		}
+		if u.Thumb != nil {
+			tx.Set(ctx, k.Thumbnail(t.ID), u.Thumb, ttl)
+		}
+	}
+	for _, sm := range samples {
+		box, _ := json.Marshal(sm.Box)
+		id := strconv.FormatInt(sm.ID, 10)
+		tx.HSet(ctx, k.Detection(id), map[string]any{
+			"track_id": sm.TrackID, "camera_id": sm.CameraID, "time": fmtTime(sm.Time), "bbox": string(box),
+		})
+		tx.Expire(ctx, k.Detection(id), ttl)
+	}
+	tx.Set(ctx, k.TrackerState(camera), state, ttl)
+	tx.Set(ctx, k.TrackerVersion(camera), version, ttl)
 }
 
 func parseTrack(m map[string]string) (Track, error) {

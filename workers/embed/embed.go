@@ -35,6 +35,9 @@ const (
 	// ModeFaces embeds the faces given in the request (boxes from our
 	// detector or an upstream one).
 	ModeFaces = "faces"
+	// ModeDetect finds faces (boxes, landmarks, scores) on a reduced-scale
+	// decode, without embedding them: the tracker's detection requests.
+	ModeDetect = "detect"
 	// ModeInfo only names the model (processes without models learn the
 	// embedding space they serve from it).
 	ModeInfo = "info"
@@ -69,11 +72,11 @@ type Params struct {
 
 // FaceOut is one embedded (or, in ModeLargest, only detected) face.
 type FaceOut struct {
-	Box       streams.Box   `json:"box"`
-	Score     float32       `json:"score"`
-	Landmarks [5][2]float64 `json:"landmarks"`
-	Embedding []float32     `json:"embedding,omitempty"`
-	Thumb     []byte        `json:"thumb,omitempty"`
+	Box       streams.Box    `json:"box"`
+	Score     float32        `json:"score"`
+	Landmarks [5][2]float64  `json:"landmarks"`
+	Embedding streams.Vector `json:"embedding,omitempty"`
+	Thumb     []byte         `json:"thumb,omitempty"`
 }
 
 // Reply is the service's answer.
@@ -119,10 +122,11 @@ func NewService(e *face.Engine, lim imaging.Limits, concurrency int, m *metrics.
 	return &Service{engine: e, limits: lim, m: m, log: log.With("component", "embed"), sem: make(chan struct{}, max(1, concurrency))}
 }
 
-// Subscribe joins the queue group; call it before Run so the service
-// answers by the time the process reports ready.
-func (s *Service) Subscribe(nc *nats.Conn) error {
-	sub, err := nc.QueueSubscribe(streams.EmbedService, streams.EmbedQueue, func(msg *nats.Msg) {
+// Subscribe joins the queue group of subject (streams.EmbedService or
+// streams.DetectService); call it before Run so the service answers by the
+// time the process reports ready.
+func (s *Service) Subscribe(nc *nats.Conn, subject, queue string) error {
+	sub, err := nc.QueueSubscribe(subject, queue, func(msg *nats.Msg) {
 		s.sem <- struct{}{}
 		s.wg.Add(1)
 		go func() {
@@ -131,10 +135,10 @@ func (s *Service) Subscribe(nc *nats.Conn) error {
 		}()
 	})
 	if err != nil {
-		return fmt.Errorf("embed service subscribe: %w", err)
+		return fmt.Errorf("embed service subscribe %s: %w", subject, err)
 	}
 	s.sub = sub
-	s.log.Info("embedding service ready", "subject", streams.EmbedService, "model", s.engine.Model().Name, "dim", s.engine.Model().Dim)
+	s.log.Info("face service ready", "subject", subject, "model", s.engine.Model().Name, "dim", s.engine.Model().Dim)
 	return nil
 }
 
@@ -204,6 +208,8 @@ func (s *Service) handle(p Params, data []byte, rep *Reply) {
 		faces, err = s.engine.Analyze(data)
 	case ModeFaces:
 		faces, err = s.embedGiven(data, p.Faces)
+	case ModeDetect:
+		faces, err = s.detect(data)
 	case ModeInfo:
 		return
 	default:
@@ -265,6 +271,17 @@ func (s *Service) embedGiven(data []byte, in []FaceIn) ([]face.Face, error) {
 	return faces, nil
 }
 
+// detect finds faces on a reduced-scale decode: all the detector's input
+// size can use, at a fraction of a full decode's cost.
+func (s *Service) detect(data []byte) ([]face.Face, error) {
+	w, h := s.engine.DetectorSize()
+	small, scale, err := imaging.DecodeForSize(data, s.limits, w, h)
+	if err != nil {
+		return nil, err
+	}
+	return s.engine.Detect(small, scale)
+}
+
 func toBox(r image.Rectangle) streams.Box {
 	return streams.Box{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y}
 }
@@ -288,15 +305,17 @@ func Thumbnail(img *image.RGBA, box image.Rectangle) ([]byte, error) {
 	return imaging.EncodeJPEG(dst, 85)
 }
 
-// Client asks the embedding service over NATS.
+// Client asks the service over NATS.
 type Client struct {
 	nc      *nats.Conn
+	subject string
 	timeout time.Duration
 }
 
-// NewClient returns a client whose requests wait at most timeout.
-func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
-	return &Client{nc: nc, timeout: timeout}
+// NewClient returns a client of the service on subject whose requests wait
+// at most timeout.
+func NewClient(nc *nats.Conn, subject string, timeout time.Duration) *Client {
+	return &Client{nc: nc, subject: subject, timeout: timeout}
 }
 
 // Do sends one request. Service-side failures come back as *Error.
@@ -305,7 +324,7 @@ func (c *Client) Do(ctx context.Context, img []byte, p Params) (Reply, error) {
 	if err != nil {
 		return Reply{}, fmt.Errorf("embed request: %w", err)
 	}
-	msg := nats.NewMsg(streams.EmbedService)
+	msg := nats.NewMsg(c.subject)
 	msg.Header.Set(paramsHeader, string(hdr))
 	msg.Data = img
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

@@ -19,7 +19,7 @@ import (
 
 func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
 	nc, _ := testenv.NATS(t)
-	cl := NewClient(nc, 300*time.Millisecond)
+	cl := NewClient(nc, streams.EmbedService, 300*time.Millisecond)
 	if _, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeLargest}); !errors.Is(err, ErrNoWorker) {
 		t.Fatalf("no subscriber: %v, want ErrNoWorker", err)
 	}
@@ -47,14 +47,14 @@ func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
 	}
 	defer eng.Close()
 	svc := NewService(eng, imaging.DefaultLimits(), 2, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := svc.Subscribe(nc); err != nil {
+	if err := svc.Subscribe(nc, streams.EmbedService, streams.EmbedQueue); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	cl := NewClient(nc, 30*time.Second)
+	cl := NewClient(nc, streams.EmbedService, 30*time.Second)
 
 	info, err := cl.Info(ctx)
 	if err != nil || info.Model != eng.Model().Name || info.Dim != 512 {

@@ -1,17 +1,23 @@
-// Package index is the tracking stage: per camera, observations become face
-// tracks (IoU with the previous boxes, then embedding continuity), entry /
-// last-seen / exit frames, samples of the all-detections index and
-// sightings for the alert stage.
+// Package index is the tracking stage: per camera, frames and SceneScape
+// detections become face tracks (IoU with the previous boxes, then embedding
+// continuity), entry / last-seen / exit frames, samples of the
+// all-detections index and sightings for the alert stage.
 //
-// The tracker's state lives in Redis and every step is committed in one
-// MULTI/EXEC together with the stream sequence it applied, so a step is
-// applied exactly once even when a worker dies at any point: a redelivered
-// observation either finds its sequence applied (and is only acknowledged)
-// or redoes the step from the same state with the same result. Messages it
-// derives carry ids computed from that state, so JetStream stores them once.
+// Cameras are partitioned (package partition): this process handles the
+// messages of the partitions it owns, each partition in order. Detection,
+// the costly stateless step, is asked of the detection service (any worker),
+// for all the frames of a batch at once; the embedder only when a track
+// needs a vector: a new face, a refresh every sample interval, or a clearly
+// larger (better) view.
 //
-// The embedder is asked only when a track needs a vector: a new face, a
-// refresh every sample interval, or a clearly larger (better) view.
+// The tracker's state of a camera lives in memory while this process owns
+// the camera's partition and is written through to Redis: every batch of a
+// camera is committed in one MULTI/EXEC together with the last stream
+// sequence it applied and a version that the commit compares (two owners
+// cannot both commit). A redelivered message either finds its sequence
+// applied (and is only acknowledged) or is redone from the same state with
+// the same result; the messages the tracker derives carry ids computed from
+// that state, so JetStream stores them once.
 package index
 
 import (
@@ -19,9 +25,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"image"
 	"log/slog"
-	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,6 +39,7 @@ import (
 	"poi/internal/store"
 	"poi/streams"
 	"poi/workers/embed"
+	"poi/workers/partition"
 	"poi/workers/pool"
 )
 
@@ -54,274 +60,499 @@ type Config struct {
 	BetterView float64
 	// LastFrameEvery bounds how often the last-seen frame is rewritten.
 	LastFrameEvery time.Duration
+	// DetectConcurrency bounds the detection requests of a batch in flight.
+	DetectConcurrency int
 }
 
-// Embedder embeds faces of a frame (the embedding service client).
+// Embedder asks the face services (the embedding or the detection service
+// client).
 type Embedder interface {
 	Do(ctx context.Context, img []byte, p embed.Params) (embed.Reply, error)
 }
 
 // Stage is the tracker.
 type Stage struct {
-	cfg   Config
-	js    jetstream.JetStream
-	store *store.Store
-	emb   Embedder
-	m     *metrics.Metrics
-	log   *slog.Logger
+	cfg    Config
+	js     jetstream.JetStream
+	store  *store.Store
+	emb    Embedder
+	detect Embedder
+	m      *metrics.Metrics
+	log    *slog.Logger
 
-	// idle remembers, per camera, when this worker last saw an observation
-	// and the camera-time of it, so that open tracks of a camera that went
-	// quiet can be closed by a tick.
-	mu   sync.Mutex
-	idle map[string]idleState
+	mu sync.Mutex
+	// cams holds the state of the cameras of owned partitions.
+	cams map[string]*camera
+	// parts serialises a partition's batches with its ticks.
+	parts map[int]*sync.Mutex
 }
 
-type idleState struct {
+// camera is a camera's cached tracker state.
+type camera struct {
+	partition int
+	st        *state // nil: load from Redis
+	version   int64
+	// wall and open drive the idle tick: when this process last applied a
+	// message of the camera, and whether tracks remain open.
 	wall time.Time
-	cam  time.Time
 	open bool
 }
 
-// New returns the tracker.
-func New(cfg Config, js jetstream.JetStream, st *store.Store, emb Embedder, m *metrics.Metrics, log *slog.Logger) *Stage {
-	return &Stage{cfg: cfg, js: js, store: st, emb: emb, m: m, log: log.With("stage", "index"), idle: map[string]idleState{}}
+// New returns the tracker; detect asks the detection service, emb the
+// embedding service.
+func New(cfg Config, js jetstream.JetStream, st *store.Store, emb, detect Embedder, m *metrics.Metrics, log *slog.Logger) *Stage {
+	cfg.DetectConcurrency = max(1, cfg.DetectConcurrency)
+	return &Stage{cfg: cfg, js: js, store: st, emb: emb, detect: detect, m: m, log: log.With("stage", "index"),
+		cams: map[string]*camera{}, parts: map[int]*sync.Mutex{}}
 }
 
-// state is the tracker's durable per-camera state.
-type state struct {
-	Seq    uint64   `json:"seq"`
-	Next   int      `json:"next"`
-	Tracks []*track `json:"tracks"`
+// Acquired is called when this process starts owning partition p.
+func (s *Stage) Acquired(p int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.parts[p] == nil {
+		s.parts[p] = &sync.Mutex{}
+	}
 }
 
-type track struct {
-	ID       string      `json:"id"`
-	Entry    time.Time   `json:"entry"`
-	Last     time.Time   `json:"last"`
-	Box      streams.Box `json:"box"`
-	Emb      []float32   `json:"emb,omitempty"`
-	EmbAt    time.Time   `json:"emb_at"`
-	EmbArea  int         `json:"emb_area"`
-	Samples  int         `json:"samples"`
-	Frames   int         `json:"frames"`
-	SampleAt time.Time   `json:"sample_at"`
-	FrameAt  time.Time   `json:"frame_at"`
+// Released forgets partition p's cameras: the next owner reloads them from
+// Redis, and so does this process if the partition comes back.
+func (s *Stage) Released(p int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, c := range s.cams {
+		if c.partition == p {
+			delete(s.cams, id)
+		}
+	}
 }
 
-// Handle is the pool handler of the index consumer.
-func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
+func (s *Stage) partLock(p int) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.parts[p]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.parts[p] = l
+	}
+	return l
+}
+
+// item is one message of a batch, decoded.
+type item struct {
+	seq uint64
+	obs streams.Observation
+	err error
+	// detect: a frame whose faces the detection service must find; persons:
+	// SceneScape persons without face sub-objects, searched for faces on
+	// the camera's latest frame.
+	detect  bool
+	persons []streams.ExternalObject
+	// needFrame: faces without vectors of our model, embedded from the
+	// camera's latest frame.
+	needFrame bool
+}
+
+// HandleBatch is the partition handler: msgs are one partition's messages
+// in order.
+func (s *Stage) HandleBatch(ctx context.Context, p int, msgs []jetstream.Msg) []error {
+	lock := s.partLock(p)
+	lock.Lock()
+	defer lock.Unlock()
+
+	items := make([]item, len(msgs))
+	for i, msg := range msgs {
+		items[i] = s.decode(msg)
+	}
+	s.detectAll(ctx, items)
+
+	// Cameras are independent: each runs its steps in order, beside the
+	// others.
+	byCam := map[string][]int{}
+	var order []string
+	for i, it := range items {
+		if it.obs.Header.V == 0 {
+			continue // undecodable: its permanent error is its result
+		}
+		if _, ok := byCam[it.obs.CameraID]; !ok {
+			order = append(order, it.obs.CameraID)
+		}
+		byCam[it.obs.CameraID] = append(byCam[it.obs.CameraID], i)
+	}
+	results := make([]error, len(msgs))
+	for i, it := range items {
+		if it.obs.Header.V == 0 {
+			results[i] = it.err
+		}
+	}
+	var wg sync.WaitGroup
+	for _, cam := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runCamera(ctx, p, cam, items, byCam[cam], results)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// decode reads one ingest message into an observation.
+func (s *Stage) decode(msg jetstream.Msg) item {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return fmt.Errorf("index: metadata: %w", err)
+		return item{err: pool.Permanent("bad_metadata", fmt.Errorf("index: metadata: %w", err))}
 	}
-	var obs streams.Observation
-	if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &obs); err != nil {
-		return pool.Permanent("bad_envelope", err)
-	}
-	open, err := s.step(ctx, obs, meta.Sequence.Stream)
+	it := item{seq: meta.Sequence.Stream}
+	kind, _, _, err := streams.SplitIngest(msg.Subject())
 	if err != nil {
-		return err
+		it.err = pool.Permanent("bad_subject", err)
+		return it
 	}
-	s.mu.Lock()
-	s.idle[obs.CameraID] = idleState{wall: time.Now(), cam: obs.Timestamp, open: open}
-	s.mu.Unlock()
-	return nil
+	switch kind {
+	case streams.IngestFrame:
+		var f streams.Frame
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &f); err != nil {
+			it.err = pool.Permanent("bad_envelope", err)
+			return it
+		}
+		it.obs = streams.Observation{Header: streams.Current(), CameraID: f.CameraID, Timestamp: f.Timestamp, FrameJPEG: f.JPEG}
+		it.detect = true
+	case streams.IngestSceneScape:
+		var d streams.Detections
+		if err := streams.DecodeMsg(msg.Headers(), msg.Data(), &d); err != nil {
+			it.err = pool.Permanent("bad_envelope", err)
+			return it
+		}
+		it.obs = streams.Observation{Header: streams.Current(), CameraID: d.CameraID, Timestamp: d.Timestamp}
+		for _, f := range d.Faces {
+			o := streams.ObservedFace{Box: f.Box, Score: f.Confidence}
+			if f.ModelName == s.cfg.Model && len(f.Embedding) > 0 {
+				o.Embedding, o.Model = f.Embedding, f.ModelName
+			} else {
+				it.needFrame = true
+			}
+			it.obs.Faces = append(it.obs.Faces, o)
+		}
+		// Body re-id vectors are never used; persons without faces are
+		// searched for faces on the latest frame.
+		if len(d.Faces) == 0 && len(d.Persons) > 0 {
+			it.persons = d.Persons
+		}
+	default:
+		it.err = pool.Permanent("bad_subject", fmt.Errorf("index: unexpected subject %s", msg.Subject()))
+	}
+	it.obs.FrameNumber = it.seq
+	return it
 }
 
-// step applies one observation; it reports whether tracks remain open.
-func (s *Stage) step(ctx context.Context, obs streams.Observation, seq uint64) (bool, error) {
-	raw, err := s.store.TrackerState(ctx, obs.CameraID)
+// detectAll asks the detection service for the faces of every frame of the
+// batch at once: the requests spread over every detection worker.
+func (s *Stage) detectAll(ctx context.Context, items []item) {
+	sem := make(chan struct{}, s.cfg.DetectConcurrency)
+	var wg sync.WaitGroup
+	for i := range items {
+		it := &items[i]
+		if !it.detect || it.err != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			faces, err := s.detectFaces(ctx, it.obs.FrameJPEG)
+			if err != nil {
+				it.err = err
+				return
+			}
+			it.obs.Faces = faces
+			s.m.FacesSeen.Add(float64(len(faces)))
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Stage) detectFaces(ctx context.Context, jpeg []byte) ([]streams.ObservedFace, error) {
+	rep, err := s.detect.Do(ctx, jpeg, embed.Params{Mode: embed.ModeDetect})
 	if err != nil {
-		return false, err
+		return nil, serviceErr("detect", err)
+	}
+	out := make([]streams.ObservedFace, len(rep.Faces))
+	for i, f := range rep.Faces {
+		out[i] = streams.ObservedFace{Box: f.Box, Score: f.Score, Landmarks: f.Landmarks}
+	}
+	return out, nil
+}
+
+// serviceErr classifies a face-service failure: a bad image will not get
+// better, an unreachable or failing service may.
+func serviceErr(what string, err error) error {
+	var se *embed.Error
+	if errors.As(err, &se) && se.Code != embed.CodeInternal {
+		if se.Code == embed.CodeNoFace {
+			return nil
+		}
+		if what == "detect" {
+			return pool.Permanent(se.Code, err) // the frame itself is bad
+		}
+		return pool.Permanent(what+"_"+se.Code, err)
+	}
+	return fmt.Errorf("index: %s: %w", what, err)
+}
+
+// runCamera applies a camera's items in order and commits them together.
+// On a transient failure the items from the failing one on are left for a
+// retry; the cached state is dropped, so the retry starts from Redis.
+func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, idx []int, results []error) {
+	fail := func(from int, err error) {
+		for k, i := range idx {
+			if k == from {
+				results[i] = err
+			} else if k > from {
+				results[i] = partition.ErrNotTried
+			}
+		}
+		s.mu.Lock()
+		delete(s.cams, cam)
+		s.mu.Unlock()
+	}
+	c, err := s.camera(ctx, p, cam)
+	if err != nil {
+		fail(0, err)
+		return
+	}
+	// Work on a copy: a failed commit must leave the cached state as it was.
+	st := cloneState(c.st)
+	total := stepOut{updates: map[string]*store.TrackUpdate{}}
+	var latest []byte
+	latestRead := false
+	frame := func() ([]byte, error) {
+		if !latestRead {
+			b, err := s.store.CameraLatest(ctx, cam)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			latest, latestRead = b, true
+		}
+		return latest, nil
+	}
+	for k, i := range idx {
+		it := &items[i]
+		if it.seq <= st.Seq {
+			continue // applied before a crash or a redelivery
+		}
+		err := it.err
+		var out stepOut
+		if err == nil {
+			out, err = s.step(ctx, st, it, frame)
+		}
+		if err != nil {
+			if _, ok := pool.PermanentReason(err); ok {
+				// A bad message is dead-lettered; the camera goes on past it.
+				results[i] = err
+				st.Seq = it.seq
+				continue
+			}
+			fail(k, err)
+			return
+		}
+		total.merge(out)
+	}
+	if len(total.updates) == 0 && len(total.samples) == 0 && len(total.sightings) == 0 {
+		// Nothing but the sequence moved (frames without faces): keep it in
+		// memory; a redelivery after a crash redoes steps that write nothing.
+		s.mu.Lock()
+		c.st.Seq, c.wall = st.Seq, time.Now()
+		s.mu.Unlock()
+		return
+	}
+	if err := s.commit(ctx, cam, c, st, total); err != nil {
+		fail(0, err)
+		return
+	}
+	s.m.TracksOpen.Add(float64(total.opened))
+	s.m.TracksClose.Add(float64(total.closed))
+}
+
+// camera returns the cached state of cam, loading it from Redis when this
+// process does not hold it.
+func (s *Stage) camera(ctx context.Context, p int, cam string) (*camera, error) {
+	s.mu.Lock()
+	c := s.cams[cam]
+	s.mu.Unlock()
+	if c != nil && c.st != nil {
+		return c, nil
+	}
+	raw, version, err := s.store.TrackerState(ctx, cam)
+	if err != nil {
+		return nil, err
 	}
 	st := &state{Next: 1}
 	if raw != nil {
 		if err := json.Unmarshal(raw, st); err != nil {
-			return false, fmt.Errorf("index: tracker state of %s: %w", obs.CameraID, err)
+			return nil, fmt.Errorf("index: tracker state of %s: %w", cam, err)
 		}
 	}
-	if seq <= st.Seq {
-		return len(st.Tracks) > 0, nil // applied before a crash or redelivery
-	}
-	st.Seq = seq
-	now := obs.Timestamp
+	c = &camera{partition: p, st: st, version: version, wall: time.Now()}
+	s.mu.Lock()
+	s.cams[cam] = c
+	s.mu.Unlock()
+	return c, nil
+}
 
-	updates := map[string]*store.TrackUpdate{}
-	upd := func(t *track) *store.TrackUpdate {
-		u, ok := updates[t.ID]
-		if !ok {
-			u = &store.TrackUpdate{}
-			updates[t.ID] = u
+// cloneState copies st deeply enough for a step: steps replace a track's
+// vector, never write into it.
+func cloneState(st *state) *state {
+	out := &state{Seq: st.Seq, Next: st.Next, Tracks: make([]*track, len(st.Tracks))}
+	for i, t := range st.Tracks {
+		c := *t
+		out.Tracks[i] = &c
+	}
+	return out
+}
+
+// step applies one item to st: the pure link, the face services where the
+// plan needs them, the pure apply.
+func (s *Stage) step(ctx context.Context, st *state, it *item, frame func() ([]byte, error)) (stepOut, error) {
+	obs := it.obs // a copy: a redone step starts from the decoded message
+	obs.Faces = append([]streams.ObservedFace(nil), it.obs.Faces...)
+	if len(it.persons) > 0 {
+		img, err := frame()
+		if err != nil {
+			return stepOut{}, err
 		}
-		u.Track = store.Track{ID: t.ID, CameraID: obs.CameraID, Entry: t.Entry, LastSeen: t.Last, Box: t.Box, Samples: t.Samples, Frames: t.Frames}
-		return u
-	}
-
-	// Exits: tracks silent for longer than the silence window.
-	kept := st.Tracks[:0]
-	for _, t := range st.Tracks {
-		if now.Sub(t.Last) > s.cfg.Silence {
-			u := upd(t)
-			u.Track.Exit, u.Exited = t.Last, true
-			s.m.TracksClose.Inc()
-			continue
-		}
-		kept = append(kept, t)
-	}
-	st.Tracks = kept
-
-	// Link faces to open tracks by IoU, best pairs first.
-	faces := obs.Faces
-	owner := make([]*track, len(faces))
-	type pair struct {
-		f   int
-		t   *track
-		iou float64
-	}
-	var pairs []pair
-	for i, f := range faces {
-		for _, t := range st.Tracks {
-			if v := f.Box.IoU(t.Box); v >= s.cfg.MinIoU {
-				pairs = append(pairs, pair{i, t, v})
+		if img == nil {
+			s.m.Rejected.WithLabelValues("index", "no_frame").Inc()
+		} else {
+			faces, err := s.detectFaces(ctx, img)
+			if err != nil {
+				return stepOut{}, err
 			}
+			for _, f := range faces {
+				if insideAny(f.Box, it.persons) {
+					obs.Faces = append(obs.Faces, f)
+				}
+			}
+			obs.FrameJPEG = img
 		}
 	}
-	sort.SliceStable(pairs, func(a, b int) bool { return pairs[a].iou > pairs[b].iou })
-	taken := map[*track]bool{}
-	for _, p := range pairs {
-		if owner[p.f] == nil && !taken[p.t] {
-			owner[p.f], taken[p.t] = p.t, true
+	if it.needFrame {
+		img, err := frame()
+		if err != nil {
+			return stepOut{}, err
+		}
+		if img == nil {
+			// Faces we cannot embed without an image are dropped; faces
+			// with vectors of our model go on without one.
+			kept := obs.Faces[:0]
+			for _, f := range obs.Faces {
+				if f.Embedding != nil {
+					kept = append(kept, f)
+				}
+			}
+			if dropped := len(obs.Faces) - len(kept); dropped > 0 {
+				s.m.Rejected.WithLabelValues("index", "no_frame").Add(float64(dropped))
+			}
+			obs.Faces = kept
+		} else {
+			obs.FrameJPEG = img
 		}
 	}
-
-	// Embed the faces that need it, in one request for the frame.
-	var need []int
-	for i, f := range faces {
-		if f.Embedding != nil {
-			continue
+	pl := s.cfg.link(st, &obs)
+	if pl.frame && obs.FrameJPEG == nil && !it.detect {
+		img, err := frame()
+		if err != nil {
+			return stepOut{}, err
 		}
-		t := owner[i]
-		if t == nil || now.Sub(t.EmbAt) >= s.cfg.SampleInterval || float64(f.Box.Area()) >= s.cfg.BetterView*float64(max(1, t.EmbArea)) {
-			need = append(need, i)
-		}
+		obs.FrameJPEG = img
 	}
 	thumbs := map[int][]byte{}
-	if len(need) > 0 && len(obs.FrameJPEG) > 0 {
+	if len(pl.need) > 0 && len(obs.FrameJPEG) > 0 {
 		p := embed.Params{Mode: embed.ModeFaces, Thumbs: true}
-		for _, i := range need {
-			p.Faces = append(p.Faces, embed.FaceIn{Box: faces[i].Box, Landmarks: faces[i].Landmarks})
+		for _, i := range pl.need {
+			p.Faces = append(p.Faces, embed.FaceIn{Box: obs.Faces[i].Box, Landmarks: obs.Faces[i].Landmarks})
 		}
 		rep, err := s.emb.Do(ctx, obs.FrameJPEG, p)
 		if err != nil {
-			var se *embed.Error
-			if errors.As(err, &se) && se.Code != embed.CodeInternal {
-				return false, pool.Permanent("embed_"+se.Code, err)
-			}
-			return false, fmt.Errorf("index: embed: %w", err)
+			return stepOut{}, serviceErr("embed", err)
 		}
-		if rep.Model != s.cfg.Model || len(rep.Faces) != len(need) {
-			return false, pool.Permanent("model_mismatch", fmt.Errorf("index: embedder answered %d faces of model %q, want %d of %q", len(rep.Faces), rep.Model, len(need), s.cfg.Model))
+		if rep.Model != s.cfg.Model || len(rep.Faces) != len(pl.need) {
+			return stepOut{}, pool.Permanent("model_mismatch", fmt.Errorf("index: embedder answered %d faces of model %q, want %d of %q", len(rep.Faces), rep.Model, len(pl.need), s.cfg.Model))
 		}
-		for j, i := range need {
-			faces[i].Embedding, faces[i].Model = rep.Faces[j].Embedding, rep.Model
+		for j, i := range pl.need {
+			obs.Faces[i].Embedding, obs.Faces[i].Model = rep.Faces[j].Embedding, rep.Model
 			thumbs[i] = rep.Faces[j].Thumb
 		}
 	}
+	return s.cfg.apply(st, &obs, it.seq, pl, thumbs), nil
+}
 
-	// Faces IoU could not place: the most similar unclaimed track, if the
-	// vectors say it is the same person; otherwise a new track.
-	for i, f := range faces {
-		if owner[i] != nil {
-			continue
-		}
-		if f.Embedding != nil {
-			best, bestSim := (*track)(nil), s.cfg.Continuity
-			for _, t := range st.Tracks {
-				if taken[t] || t.Emb == nil {
-					continue
-				}
-				if sim := cosine(f.Embedding, t.Emb); sim >= bestSim {
-					best, bestSim = t, sim
-				}
-			}
-			if best != nil {
-				owner[i], taken[best] = best, true
-				continue
-			}
-		}
-		t := &track{ID: fmt.Sprintf("cam:%s:%d", obs.CameraID, st.Next), Entry: now}
-		st.Next++
-		st.Tracks = append(st.Tracks, t)
-		owner[i], taken[t] = t, true
-		s.m.TracksOpen.Inc()
-	}
-
-	var samples []store.Sample
-	var out []*nats.Msg
-	for i, f := range faces {
-		t := owner[i]
-		isNew := t.Last.IsZero()
-		t.Last, t.Box = now, f.Box
-		t.Frames++
-		u := upd(t)
-		if isNew {
-			u.EntryFrame = obs.FrameJPEG
-		}
-		if isNew || now.Sub(t.FrameAt) >= s.cfg.LastFrameEvery {
-			u.LastFrame, t.FrameAt = obs.FrameJPEG, now
-		}
-		if th := thumbs[i]; th != nil && (isNew || f.Box.Area() > t.EmbArea) {
-			u.Thumb = th
-		}
-		if f.Embedding == nil {
-			continue
-		}
-		t.Emb, t.EmbAt, t.EmbArea = f.Embedding, now, f.Box.Area()
-		if t.Samples < s.cfg.MaxSamples && (t.Samples == 0 || now.Sub(t.SampleAt) >= s.cfg.SampleInterval) {
-			id := sampleID(t.ID, t.Samples)
-			t.Samples++
-			t.SampleAt = now
-			u.Track.Samples = t.Samples
-			samples = append(samples, store.Sample{ID: id, TrackID: t.ID, CameraID: obs.CameraID, Time: now, Box: f.Box})
-			m, err := envelope(streams.Subject(streams.SamplesSubj, obs.CameraID), "sample-"+strconv.FormatInt(id, 10), streams.Sample{
-				Header: streams.Current(), ID: id, TrackID: t.ID, CameraID: obs.CameraID, Timestamp: now, Box: f.Box, Model: s.cfg.Model, Vector: f.Embedding,
-			})
-			if err != nil {
-				return false, err
-			}
-			out = append(out, m)
-		}
-		m, err := envelope(streams.Subject(streams.SightingsSubj, obs.CameraID), fmt.Sprintf("sight-%s-%d", t.ID, now.UnixNano()), streams.Sighting{
-			Header: streams.Current(), TrackID: t.ID, FrameNumber: obs.FrameNumber, CameraID: obs.CameraID, Timestamp: now,
-			Box: f.Box, Confidence: f.Score, Model: s.cfg.Model, Embedding: f.Embedding,
-		})
+// commit publishes what the steps derived, then stores them with the new
+// state. Publish first, commit second: a crash in between redoes the steps,
+// and the repeated messages are dropped by their ids.
+func (s *Stage) commit(ctx context.Context, cam string, c *camera, st *state, out stepOut) error {
+	var msgs []*nats.Msg
+	for _, sm := range out.samples {
+		m, err := envelope(streams.Subject(streams.SamplesSubj, cam), "sample-"+strconv.FormatInt(sm.ID, 10), &sm)
 		if err != nil {
-			return false, err
+			return err
 		}
-		out = append(out, m)
+		msgs = append(msgs, m)
 	}
-
-	// Publish first, commit second: a crash in between redoes the step,
-	// and the repeated messages are dropped by their ids.
-	for _, m := range out {
-		if _, err := s.js.PublishMsg(ctx, m); err != nil {
-			return false, fmt.Errorf("index: publish %s: %w", m.Subject, err)
+	for _, sg := range out.sightings {
+		m, err := envelope(streams.Subject(streams.SightingsSubj, cam), fmt.Sprintf("sight-%s-%d", sg.TrackID, sg.Timestamp.UnixNano()), &sg)
+		if err != nil {
+			return err
 		}
+		msgs = append(msgs, m)
+	}
+	if err := publishAll(ctx, s.js, msgs); err != nil {
+		return err
 	}
 	body, err := json.Marshal(st)
 	if err != nil {
-		return false, fmt.Errorf("index: encode state: %w", err)
+		return fmt.Errorf("index: encode state: %w", err)
 	}
-	list := make([]store.TrackUpdate, 0, len(updates))
-	for _, u := range updates {
+	list := make([]store.TrackUpdate, 0, len(out.updates))
+	for _, u := range out.updates {
 		list = append(list, *u)
 	}
 	sort.Slice(list, func(a, b int) bool { return list[a].Track.ID < list[b].Track.ID })
-	if err := s.store.CommitTracking(ctx, obs.CameraID, body, list, samples, s.cfg.Retention); err != nil {
-		return false, err
+	samples := make([]store.Sample, len(out.samples))
+	for i, sm := range out.samples {
+		samples[i] = store.Sample{ID: sm.ID, TrackID: sm.TrackID, CameraID: sm.CameraID, Time: sm.Timestamp, Box: sm.Box}
 	}
-	return len(st.Tracks) > 0, nil
+	if err := s.store.CommitTracking(ctx, cam, c.version, body, list, samples, s.cfg.Retention); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	c.st, c.version = st, c.version+1
+	c.wall, c.open = time.Now(), len(st.Tracks) > 0
+	s.mu.Unlock()
+	return nil
+}
+
+// publishAll publishes msgs asynchronously and waits for every ack: a batch
+// costs one round trip, not one per message.
+func publishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("index: publish %s: %w", m.Subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("index: publish %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("index: publish: %w", ctx.Err())
+		}
+	}
+	return nil
 }
 
 // envelope encodes v for subject with a dedup id.
@@ -334,38 +565,23 @@ func envelope(subject, id string, v any) (*nats.Msg, error) {
 	return m, nil
 }
 
-// sampleID derives the FAISS id of a track's n-th sample, so that a redone
-// step produces the same id (63 bits: FAISS ids are signed).
-func sampleID(track string, n int) int64 {
-	h := fnv.New64a()
-	h.Write([]byte(track))
-	h.Write([]byte{'#', byte(n)})
-	return int64(h.Sum64() & math.MaxInt64)
-}
-
-func cosine(a, b []float32) float64 {
-	if len(a) != len(b) {
-		return -1
+func insideAny(b streams.Box, persons []streams.ExternalObject) bool {
+	c := image.Pt((b[0]+b[2])/2, (b[1]+b[3])/2)
+	for _, p := range persons {
+		if c.In(image.Rect(p.Box[0], p.Box[1], p.Box[2], p.Box[3])) {
+			return true
+		}
 	}
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	if na == 0 || nb == 0 {
-		return -1
-	}
-	return dot / math.Sqrt(na*nb)
+	return false
 }
 
 // RunTicker closes the tracks of cameras that went quiet: after Silence of
-// wall time without observations, and with none of the camera's frames
-// waiting in POI_INGEST or POI_OBSERVATIONS, it queues a tick observation
-// whose camera time is just past the silence window of the last real one.
-// Checking upstream matters: a tick that overtook a backlog of the camera's
-// frames would close a track that the backlog continues.
-func (s *Stage) RunTicker(ctx context.Context) error {
+// wall time without messages, and with nothing of the camera's partition
+// waiting in POI_INGEST, it applies a tick whose camera time is just past the
+// silence window of the last real observation. Checking the partition
+// matters: a tick that overtook a backlog of the camera's frames would close
+// a track that the backlog continues.
+func (s *Stage) RunTicker(ctx context.Context, consumer func(p int) string) error {
 	t := time.NewTicker(max(s.cfg.Silence/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -375,35 +591,66 @@ func (s *Stage) RunTicker(ctx context.Context) error {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		var due []string
-		for cam, st := range s.idle {
-			if st.open && time.Since(st.wall) > s.cfg.Silence {
-				due = append(due, cam)
+		due := map[int][]string{}
+		for id, c := range s.cams {
+			if c.open && c.st != nil && time.Since(c.wall) > s.cfg.Silence {
+				due[c.partition] = append(due[c.partition], id)
 			}
 		}
 		s.mu.Unlock()
-		for _, cam := range due {
-			if s.pendingUpstream(ctx, cam) {
-				// Frames of this camera are still on their way (a backlog
-				// behind a slow or restarted stage): it is not idle.
+		for p, cams := range due {
+			if s.pending(ctx, consumer(p)) {
 				continue
 			}
-			s.mu.Lock()
-			st := s.idle[cam]
-			st.open, st.wall = false, time.Now()
-			s.idle[cam] = st
-			s.mu.Unlock()
-			ts := st.cam.Add(s.cfg.Silence + time.Millisecond)
-			m, err := envelope(streams.Subject(streams.ObservationsSubj, cam), fmt.Sprintf("tick-%s-%d", cam, ts.UnixNano()),
-				&streams.Observation{Header: streams.Current(), CameraID: cam, Timestamp: ts, Tick: true})
-			if err != nil {
-				return err
+			lock := s.partLock(p)
+			lock.Lock()
+			for _, cam := range cams {
+				if err := s.tick(ctx, cam); err != nil {
+					s.log.Warn("tick", "camera", cam, "error", err)
+				}
 			}
-			if _, err := s.js.PublishMsg(ctx, m); err != nil {
-				s.log.Warn("tick publish", "camera", cam, "error", err)
-			}
+			lock.Unlock()
 		}
 	}
+}
+
+// tick applies a tick observation to cam (the partition lock is held).
+func (s *Stage) tick(ctx context.Context, cam string) error {
+	s.mu.Lock()
+	c := s.cams[cam]
+	s.mu.Unlock()
+	if c == nil || c.st == nil || len(c.st.Tracks) == 0 {
+		return nil
+	}
+	st := cloneState(c.st)
+	var last time.Time
+	for _, t := range st.Tracks {
+		if t.Last.After(last) {
+			last = t.Last
+		}
+	}
+	obs := streams.Observation{Header: streams.Current(), CameraID: cam, Timestamp: last.Add(s.cfg.Silence + time.Millisecond), Tick: true}
+	pl := s.cfg.link(st, &obs)
+	out := s.cfg.apply(st, &obs, 0, pl, nil)
+	if err := s.commit(ctx, cam, c, st, out); err != nil {
+		s.mu.Lock()
+		delete(s.cams, cam)
+		s.mu.Unlock()
+		return err
+	}
+	s.m.TracksClose.Add(float64(out.closed))
+	return nil
+}
+
+// pending reports whether messages wait for a partition's consumer (or
+// whether that cannot be told).
+func (s *Stage) pending(ctx context.Context, consumer string) bool {
+	c, err := s.js.Consumer(ctx, streams.Ingest, consumer)
+	if err != nil {
+		return true
+	}
+	info := c.CachedInfo()
+	return info.NumPending > 0 || info.NumAckPending > 0
 }
 
 // OpenTrack is a track the tracker holds open on a camera.
@@ -415,7 +662,7 @@ type OpenTrack struct {
 
 // OpenTracks reads a camera's open tracks from the tracker's state.
 func OpenTracks(ctx context.Context, st *store.Store, camera string) ([]OpenTrack, error) {
-	raw, err := st.TrackerState(ctx, camera)
+	raw, _, err := st.TrackerState(ctx, camera)
 	if err != nil || raw == nil {
 		return nil, err
 	}
@@ -428,27 +675,4 @@ func OpenTracks(ctx context.Context, st *store.Store, camera string) ([]OpenTrac
 		out[i] = OpenTrack{ID: t.ID, Box: t.Box, Last: t.Last}
 	}
 	return out, nil
-}
-
-// pendingUpstream reports whether messages of camera wait in the ingest or
-// observation streams (or whether that cannot be told).
-func (s *Stage) pendingUpstream(ctx context.Context, camera string) bool {
-	for _, q := range []struct{ stream, subject string }{
-		{streams.Ingest, streams.Subject(streams.IngestFrame, camera)},
-		{streams.Ingest, streams.Subject(streams.IngestSceneScape, camera)},
-		{streams.Observations, streams.Subject(streams.ObservationsSubj, camera)},
-	} {
-		st, err := s.js.Stream(ctx, q.stream)
-		if err != nil {
-			return true
-		}
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(q.subject))
-		if err != nil {
-			return true
-		}
-		if info.State.Subjects[q.subject] > 0 {
-			return true
-		}
-	}
-	return false
 }

@@ -36,6 +36,15 @@ func (p permanentError) Unwrap() error { return p.err }
 // Permanent marks err as not worth retrying; reason is a short metric label.
 func Permanent(reason string, err error) error { return permanentError{reason: reason, err: err} }
 
+// PermanentReason reports whether err was marked Permanent, and why.
+func PermanentReason(err error) (string, bool) {
+	var perm permanentError
+	if errors.As(err, &perm) {
+		return perm.reason, true
+	}
+	return "", false
+}
+
 // Config configures a pool.
 type Config struct {
 	// Stage names the pool in logs and metrics.
@@ -193,13 +202,13 @@ func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
 	if errors.As(herr, &perm) {
 		p.m.Rejected.WithLabelValues(stage, perm.reason).Inc()
 		p.log.Warn("rejected", "subject", msg.Subject(), "reason", perm.reason, "error", herr)
-		p.deadLetter(ctx, msg, herr, delivered)
+		p.deadLetter(ctx, msg, herr)
 		return
 	}
 	if delivered >= p.cfg.MaxDeliver {
 		p.m.Rejected.WithLabelValues(stage, "max_deliver").Inc()
 		p.log.Error("giving up after last delivery", "subject", msg.Subject(), "delivered", delivered, "error", herr)
-		p.deadLetter(ctx, msg, herr, delivered)
+		p.deadLetter(ctx, msg, herr)
 		return
 	}
 	p.log.Warn("will retry", "subject", msg.Subject(), "delivered", delivered, "error", herr)
@@ -240,11 +249,24 @@ func (p *Pool) safeHandle(ctx context.Context, msg jetstream.Msg) (err error) {
 	return p.handler(ctx, msg)
 }
 
-// deadLetter copies the message with its failure to the dead-letter stream,
-// then terminates it. If the copy fails the message is left for redelivery:
-// nothing is dropped without a trace.
-func (p *Pool) deadLetter(ctx context.Context, msg jetstream.Msg, cause error, delivered int) {
-	dl := nats.NewMsg(streams.Subject(streams.DeadLetterSubj, p.cfg.Consumer))
+func (p *Pool) deadLetter(ctx context.Context, msg jetstream.Msg, cause error) {
+	if err := DeadLetter(ctx, p.js, p.cfg.Consumer, msg, cause); err != nil {
+		p.log.Error("dead-letter publish failed; leaving message for redelivery", "error", err)
+		_ = msg.NakWithDelay(p.cfg.Backoff(1))
+		return
+	}
+	p.m.DeadLettered.WithLabelValues(p.cfg.Stage).Inc()
+}
+
+// DeadLetter copies the message with its failure to the dead-letter stream,
+// then terminates it. If the copy fails the message is left alone for the
+// caller to nak: nothing is dropped without a trace.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, consumer string, msg jetstream.Msg, cause error) error {
+	delivered := 1
+	if meta, err := msg.Metadata(); err == nil {
+		delivered = int(meta.NumDelivered)
+	}
+	dl := nats.NewMsg(streams.Subject(streams.DeadLetterSubj, consumer))
 	dl.Data = msg.Data()
 	for k, v := range msg.Headers() { // the envelope's metadata travels in headers
 		dl.Header[k] = v
@@ -254,15 +276,13 @@ func (p *Pool) deadLetter(ctx context.Context, msg jetstream.Msg, cause error, d
 	dl.Header.Set("Poi-Delivered", strconv.Itoa(delivered))
 	if meta, err := msg.Metadata(); err == nil {
 		dl.Header.Set("Poi-Stream-Seq", strconv.FormatUint(meta.Sequence.Stream, 10))
-		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", p.cfg.Consumer, meta.Sequence.Stream))
+		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", consumer, meta.Sequence.Stream))
 	}
-	if _, err := p.js.PublishMsg(ctx, dl); err != nil {
-		p.log.Error("dead-letter publish failed; leaving message for redelivery", "error", err)
-		_ = msg.NakWithDelay(p.cfg.Backoff(delivered))
-		return
+	if _, err := js.PublishMsg(ctx, dl); err != nil {
+		return fmt.Errorf("dead-letter %s: %w", msg.Subject(), err)
 	}
-	p.m.DeadLettered.WithLabelValues(p.cfg.Stage).Inc()
-	if err := msg.Term(); err != nil {
-		p.log.Warn("term failed", "error", err)
-	}
+	// A failed Term leaves the message to be redelivered: the copy is then
+	// repeated under the same id, which the dead-letter stream drops.
+	_ = msg.Term()
+	return nil
 }

@@ -1,0 +1,493 @@
+// Package partition runs a stage whose work must stay in order per key (a
+// camera): the stream holds the key's partition in its subjects (a stream
+// subject transform), each partition has its own durable consumer pinned to
+// one client at a time (a JetStream priority group with the pinned policy),
+// and the partitions are spread over the worker processes that run the
+// stage.
+//
+// Who should own what is decided from a membership list: every process
+// announces itself in a key-value bucket whose entries expire, and every
+// process computes the same assignment from the same list. The assignment is
+// a preference, not a lock: exclusivity is the server's pin. A process that
+// dies stops pulling; its pin expires PinnedTTL later, by which time all it
+// held is due for redelivery (PinnedTTL exceeds the ack wait plus a fetch),
+// and JetStream redelivers before it delivers anything newer, so the next
+// owner sees the partition's messages in their order.
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"poi/internal/metrics"
+	"poi/streams"
+	"poi/workers/pool"
+)
+
+// ErrNotTried is the result of a message a batch handler left alone after
+// an earlier message of the batch failed: order forbids going past it.
+var ErrNotTried = errors.New("not tried: an earlier message of the partition failed")
+
+// Handler handles the messages of one partition, in their order.
+type Handler interface {
+	// HandleBatch returns one result per message. After a message fails
+	// with a transient error, it must leave the later ones alone
+	// (ErrNotTried); a Permanent error only stops that one message.
+	HandleBatch(ctx context.Context, partition int, msgs []jetstream.Msg) []error
+	// Acquired and Released tell the handler when this process starts and
+	// stops owning a partition, so that state it caches is reloaded by the
+	// next owner.
+	Acquired(partition int)
+	Released(partition int)
+}
+
+// Config configures a partitioned stage.
+type Config struct {
+	// Stage names the stage in logs, metrics and membership keys.
+	Stage  string
+	Stream string
+	// Consumer names partition p's durable consumer.
+	Consumer   func(p int) string
+	Partitions int
+	// Batch bounds the messages of one fetch.
+	Batch int
+	// FetchWait bounds how long a fetch waits for messages. A pinned owner
+	// renews its pin with every fetch.
+	FetchWait time.Duration
+	// Heartbeat is how often membership is announced and read.
+	Heartbeat time.Duration
+	// AckWait is the consumers' ack wait: messages in hand are marked in
+	// progress three times per ack wait.
+	AckWait time.Duration
+	// MaxDeliver, Backoff and RetryFor are as in package pool.
+	MaxDeliver int
+	Backoff    func(n int) time.Duration
+	RetryFor   time.Duration
+	// Member names this process in the group (default: host, pid and a
+	// random suffix).
+	Member string
+}
+
+// Group owns a stage's partitions on behalf of this process.
+type Group struct {
+	cfg Config
+	js  jetstream.JetStream
+	h   Handler
+	m   *metrics.Metrics
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running map[int]*runner
+	owned   []int
+}
+
+type runner struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a group; Run joins it.
+func New(cfg Config, js jetstream.JetStream, h Handler, m *metrics.Metrics, log *slog.Logger) *Group {
+	if cfg.Member == "" {
+		cfg.Member = DefaultMember()
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = pool.DefaultBackoff
+	}
+	return &Group{cfg: cfg, js: js, h: h, m: m, log: log.With("stage", cfg.Stage, "member", cfg.Member), running: map[int]*runner{}}
+}
+
+// DefaultMember names a process uniquely: host, pid and a random suffix (a
+// restarted process is a new member; its predecessor's entry expires).
+func DefaultMember() string {
+	host, _ := os.Hostname()
+	return keySafe(fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.Uint32()&0xffff))
+}
+
+// keySafe keeps the characters a key-value key may hold.
+func keySafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// Assign is the partitions member owns among members: sorted members take
+// partitions round-robin, so every process computes the same split and it
+// is as even as the partition count allows.
+func Assign(members []string, partitions int, member string) []int {
+	sorted := slices.Clone(members)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	i := slices.Index(sorted, member)
+	if i < 0 {
+		return nil
+	}
+	var out []int
+	for p := i; p < partitions; p += len(sorted) {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Owned returns the partitions this process currently runs.
+func (g *Group) Owned() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.owned)
+}
+
+// Run announces this process, follows the membership and runs the partitions
+// assigned to it until ctx ends; then it leaves the group, finishes the
+// messages in hand and hands its partitions over.
+func (g *Group) Run(ctx context.Context) error {
+	kv, err := g.js.KeyValue(ctx, streams.Members)
+	if err != nil {
+		return fmt.Errorf("partition %s: members bucket: %w", g.cfg.Stage, err)
+	}
+	key := g.cfg.Stage + "." + g.cfg.Member
+	g.log.Info("joining partitioned stage", "partitions", g.cfg.Partitions)
+	tick := time.NewTicker(g.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		g.sync(ctx, kv, key)
+		select {
+		case <-ctx.Done():
+			// Leave first, so the others take the partitions over as soon as
+			// they are released.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Heartbeat)
+			if err := kv.Delete(dctx, key); err != nil {
+				g.log.Warn("leaving the group", "error", err)
+			}
+			cancel()
+			g.apply(ctx, nil)
+			g.log.Info("left partitioned stage")
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// sync announces this member and applies the assignment of the members it
+// can read. When the bucket cannot be read it keeps what it runs: the pins
+// keep ownership exclusive meanwhile.
+func (g *Group) sync(ctx context.Context, kv jetstream.KeyValue, key string) {
+	if _, err := kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		g.log.Warn("announcing membership", "error", err)
+		return
+	}
+	lister, err := kv.ListKeysFiltered(ctx, g.cfg.Stage+".*")
+	if err != nil {
+		g.log.Warn("reading membership", "error", err)
+		return
+	}
+	var members []string
+	for k := range lister.Keys() {
+		members = append(members, strings.TrimPrefix(k, g.cfg.Stage+"."))
+	}
+	if !slices.Contains(members, g.cfg.Member) {
+		members = append(members, g.cfg.Member)
+	}
+	g.apply(ctx, Assign(members, g.cfg.Partitions, g.cfg.Member))
+	g.reportLag(ctx)
+}
+
+// apply starts the runners of newly assigned partitions and stops (and waits
+// for) those no longer assigned.
+func (g *Group) apply(ctx context.Context, want []int) {
+	g.mu.Lock()
+	var stop []*runner
+	var stopped []int
+	for p, r := range g.running {
+		if !slices.Contains(want, p) {
+			r.cancel()
+			stop = append(stop, r)
+			stopped = append(stopped, p)
+			delete(g.running, p)
+		}
+	}
+	var started []int
+	for _, p := range want {
+		if _, ok := g.running[p]; ok {
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		r := &runner{cancel: cancel, done: make(chan struct{})}
+		g.running[p] = r
+		started = append(started, p)
+		go func() {
+			defer close(r.done)
+			g.runPartition(rctx, p)
+		}()
+	}
+	g.owned = slices.Sorted(func(yield func(int) bool) {
+		for p := range g.running {
+			if !yield(p) {
+				return
+			}
+		}
+	})
+	g.mu.Unlock()
+	for _, r := range stop {
+		<-r.done
+	}
+	if len(started) > 0 || len(stopped) > 0 {
+		g.m.Rebalances.WithLabelValues(g.cfg.Stage).Inc()
+		g.m.PartitionsOwned.WithLabelValues(g.cfg.Stage).Set(float64(len(want)))
+		g.log.Info("partitions changed", "owned", g.Owned(), "acquired", started, "released", stopped)
+	}
+}
+
+// runPartition fetches and handles one partition until ctx ends, then
+// hands it over.
+func (g *Group) runPartition(ctx context.Context, p int) {
+	name := g.cfg.Consumer(p)
+	log := g.log.With("partition", p)
+	cons, err := g.consumer(ctx, name)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("partition consumer", "error", err)
+		}
+		return
+	}
+	g.h.Acquired(p)
+	defer g.h.Released(p)
+	// Handlers finish what they hold after ctx ends (a handover waits for
+	// them); only a fetch stops at once.
+	hctx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(g.cfg.Batch, jetstream.FetchMaxWait(g.cfg.FetchWait), jetstream.FetchPriorityGroup(streams.PriorityGroup))
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("fetch", "error", err)
+				sleep(ctx, g.cfg.Heartbeat)
+			}
+			continue
+		}
+		g.drain(hctx, p, batch)
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
+			log.Debug("fetch ended", "error", err)
+		}
+	}
+	g.handOver(hctx, name, log)
+}
+
+// consumer binds the partition's consumer, retrying while the stream is
+// being declared by another process.
+func (g *Group) consumer(ctx context.Context, name string) (jetstream.Consumer, error) {
+	for {
+		c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
+		if err == nil {
+			return c, nil
+		}
+		if !sleep(ctx, g.cfg.Heartbeat) {
+			return nil, fmt.Errorf("consumer %s/%s: %w", g.cfg.Stream, name, err)
+		}
+	}
+}
+
+// drain handles a fetch's messages as they arrive: whatever has arrived is
+// handled together, so a busy partition is handled in large batches and an
+// idle one without waiting for a batch to fill.
+func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch) {
+	ch := batch.Messages()
+	for {
+		msg, ok := <-ch
+		if !ok {
+			return
+		}
+		msgs := []jetstream.Msg{msg}
+	more:
+		for len(msgs) < g.cfg.Batch {
+			select {
+			case m, ok := <-ch:
+				if !ok {
+					break more
+				}
+				msgs = append(msgs, m)
+			default:
+				break more
+			}
+		}
+		g.handle(ctx, p, msgs)
+	}
+}
+
+// handle runs the handler over msgs in order, acknowledging each result;
+// transient failures are retried in place (the messages stay in progress),
+// then given back to JetStream in order.
+func (g *Group) handle(ctx context.Context, p int, msgs []jetstream.Msg) {
+	stage := g.cfg.Stage
+	g.m.Received.WithLabelValues(stage).Add(float64(len(msgs)))
+	for _, m := range msgs {
+		if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+			g.m.Redelivered.WithLabelValues(stage).Inc()
+		}
+	}
+	stopBeat := g.inProgress(msgs)
+	defer stopBeat()
+	start := time.Now()
+	deadline := start.Add(g.cfg.RetryFor)
+	wait := 100 * time.Millisecond
+	for len(msgs) > 0 {
+		results := g.h.HandleBatch(ctx, p, msgs)
+		i := 0
+		for ; i < len(msgs); i++ {
+			err := results[i]
+			if err == nil {
+				_ = msgs[i].Ack() // idempotent handlers: a lost ack is a harmless redelivery
+				g.m.Processed.WithLabelValues(stage).Inc()
+				continue
+			}
+			if reason, ok := pool.PermanentReason(err); ok {
+				g.reject(ctx, msgs[i], reason, err)
+				continue
+			}
+			break
+		}
+		if n := len(msgs); n > 0 {
+			g.m.Latency.WithLabelValues(stage).Observe(time.Since(start).Seconds() / float64(n))
+		}
+		msgs = msgs[i:]
+		if len(msgs) == 0 {
+			return
+		}
+		err := results[i]
+		if time.Now().Add(wait).After(deadline) {
+			g.giveBack(ctx, msgs, err)
+			return
+		}
+		g.log.Warn("retrying in place", "partition", p, "subject", msgs[0].Subject(), "error", err, "wait", wait)
+		time.Sleep(wait)
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// reject dead-letters a message that will not get better.
+func (g *Group) reject(ctx context.Context, msg jetstream.Msg, reason string, err error) {
+	g.m.Rejected.WithLabelValues(g.cfg.Stage, reason).Inc()
+	g.log.Warn("rejected", "subject", msg.Subject(), "reason", reason, "error", err)
+	if derr := pool.DeadLetter(ctx, g.js, g.cfg.Stage, msg, err); derr != nil {
+		g.log.Error("dead-letter failed; leaving message for redelivery", "error", derr)
+		_ = msg.NakWithDelay(g.cfg.Backoff(1))
+		return
+	}
+	g.m.DeadLettered.WithLabelValues(g.cfg.Stage).Inc()
+}
+
+// giveBack returns messages that kept failing to JetStream in their order
+// (the first goes to the dead letters after its last delivery). Naks queue
+// them for redelivery, which comes before anything newer.
+func (g *Group) giveBack(ctx context.Context, msgs []jetstream.Msg, cause error) {
+	for i, m := range msgs {
+		delivered := 1
+		if meta, err := m.Metadata(); err == nil {
+			delivered = int(meta.NumDelivered)
+		}
+		if i == 0 && delivered >= g.cfg.MaxDeliver {
+			g.m.Rejected.WithLabelValues(g.cfg.Stage, "max_deliver").Inc()
+			g.log.Error("giving up after last delivery", "subject", m.Subject(), "delivered", delivered, "error", cause)
+			if err := pool.DeadLetter(ctx, g.js, g.cfg.Stage, m, cause); err == nil {
+				g.m.DeadLettered.WithLabelValues(g.cfg.Stage).Inc()
+				continue
+			}
+		}
+		if err := m.NakWithDelay(g.cfg.Backoff(delivered)); err != nil {
+			g.log.Warn("nak failed", "subject", m.Subject(), "error", err)
+		}
+	}
+	g.log.Warn("will retry", "messages", len(msgs), "error", cause)
+}
+
+// inProgress keeps msgs from being redelivered while they are handled.
+func (g *Group) inProgress(msgs []jetstream.Msg) func() {
+	every := max(g.cfg.AckWait/3, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
+}
+
+// handOver lets the next owner take the partition at once: when everything
+// delivered here is acknowledged, it unpins the consumer. Otherwise (a
+// delivery still on the wire, or given back) the pin expires by itself
+// after PinnedTTL, which keeps the order.
+func (g *Group) handOver(ctx context.Context, name string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.AckWait)
+	defer cancel()
+	for {
+		c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
+		if err != nil {
+			log.Debug("handover: consumer info", "error", err)
+			return
+		}
+		info := c.CachedInfo()
+		if info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			s, err := g.js.Stream(ctx, g.cfg.Stream)
+			if err == nil {
+				err = s.UnpinConsumer(ctx, name, streams.PriorityGroup)
+			}
+			if err != nil {
+				log.Debug("handover: unpin", "error", err)
+			}
+			return
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			log.Debug("handover: messages still pending; the pin will expire", "ack_pending", info.NumAckPending)
+			return
+		}
+	}
+}
+
+// reportLag sets the lag gauges from the consumers of the partitions this
+// process owns (summed over processes, each partition counts once).
+func (g *Group) reportLag(ctx context.Context) {
+	var pending, ackPending uint64
+	for _, p := range g.Owned() {
+		c, err := g.js.Consumer(ctx, g.cfg.Stream, g.cfg.Consumer(p))
+		if err != nil {
+			g.log.Debug("lag", "partition", p, "error", err)
+			return
+		}
+		info := c.CachedInfo()
+		pending += info.NumPending
+		ackPending += uint64(info.NumAckPending)
+	}
+	g.m.ConsumerPending.WithLabelValues(g.cfg.Stage).Set(float64(pending))
+	g.m.AckPending.WithLabelValues(g.cfg.Stage).Set(float64(ackPending))
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
