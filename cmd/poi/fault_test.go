@@ -115,25 +115,26 @@ func runFaultScenario(t *testing.T, base time.Time, sc scenario) outcome {
 		}
 	}
 	go func() {
-		// Round robin over the cameras, each in its own camera time.
-		for i := 0; ; i++ {
-			sent := false
-			for _, c := range sc.cams {
-				if i >= c.frames {
-					continue
+		// Every camera's frames spread evenly over the run, each camera in
+		// its own camera time.
+		most := 0
+		for _, c := range sc.cams {
+			most = max(most, c.frames)
+		}
+		next := make([]int, len(sc.cams))
+		for i := range most {
+			for ci, c := range sc.cams {
+				for ; next[ci] < c.frames && next[ci]*most <= i*c.frames; next[ci]++ {
+					k := next[ci]
+					ts := base.Add(time.Duration(k) * c.spacing)
+					if c.gapAt > 0 && k >= c.gapAt {
+						ts = ts.Add(10 * time.Second)
+					}
+					if err := mq.Publish(ctx, "poi/frames/"+c.id, 1, false, stacktest.FrameJSON(photos[c.photos[k%len(c.photos)]], ts)); err != nil {
+						t.Errorf("publish: %v", err)
+						return
+					}
 				}
-				sent = true
-				ts := base.Add(time.Duration(i) * c.spacing)
-				if c.gapAt > 0 && i >= c.gapAt {
-					ts = ts.Add(10 * time.Second)
-				}
-				if err := mq.Publish(ctx, "poi/frames/"+c.id, 1, false, stacktest.FrameJSON(photos[c.photos[i%len(c.photos)]], ts)); err != nil {
-					t.Errorf("publish: %v", err)
-					return
-				}
-			}
-			if !sent {
-				return
 			}
 		}
 	}()

@@ -111,11 +111,11 @@ func (n *Node) startRoles(ctx context.Context) error {
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
 			Retention: p.Retention, MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
-			DetectConcurrency: pt.DetectConcurrency,
+			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count,
 		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
 		g := partition.New(partition.Config{
 			Stage: "index", Stream: streams.Ingest, Consumer: streams.IndexConsumer, Partitions: pt.Count,
-			Batch: pt.Batch, FetchWait: pt.FetchWait, Heartbeat: pt.Heartbeat, AckWait: pt.AckWait,
+			Batch: pt.Batch, FetchWait: pt.FetchWait, Heartbeat: pt.Heartbeat, AckWait: pt.AckWait, Settle: pt.PinnedTTL,
 			MaxDeliver: p.MaxDeliver, RetryFor: 30 * time.Second,
 		}, n.js, ix, n.metrics, n.log)
 		n.partitions = g

@@ -84,6 +84,9 @@ func (k Keys) AlertCooldown(poi, camera string) string { return k.k("alert", "co
 // TrackerState is the tracker's durable state for one camera.
 func (k Keys) TrackerState(camera string) string { return k.k("track", "state", camera) }
 
+// TrackerStatePattern matches every camera's tracker state (SCAN).
+func (k Keys) TrackerStatePattern() string { return k.k("track", "state", "*") }
+
 // TrackerVersion counts the commits of a camera's tracker state; a commit
 // names the version it read, so two owners of one camera cannot both win.
 func (k Keys) TrackerVersion(camera string) string { return k.k("track", "version", camera) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,6 +46,22 @@ type Sample struct {
 	CameraID string
 	Time     time.Time
 	Box      streams.Box
+}
+
+// TrackerCameras lists the cameras that have tracker state (SCAN, never
+// KEYS): a new owner of a partition finds the cameras whose open tracks it
+// must close when they stay quiet.
+func (s *Store) TrackerCameras(ctx context.Context) ([]string, error) {
+	prefix := strings.TrimSuffix(s.keys.TrackerStatePattern(), "*")
+	var out []string
+	it := s.rdb.Scan(ctx, 0, s.keys.TrackerStatePattern(), 1000).Iterator()
+	for it.Next(ctx) {
+		out = append(out, strings.TrimPrefix(it.Val(), prefix))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("tracker cameras: %w", err)
+	}
+	return out, nil
 }
 
 // ErrConflict: the tracker state changed since it was read (another owner

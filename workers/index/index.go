@@ -62,6 +62,8 @@ type Config struct {
 	LastFrameEvery time.Duration
 	// DetectConcurrency bounds the detection requests of a batch in flight.
 	DetectConcurrency int
+	// Partitions is the partition count (to find a partition's cameras).
+	Partitions int
 }
 
 // Embedder asks the face services (the embedding or the detection service
@@ -106,12 +108,29 @@ func New(cfg Config, js jetstream.JetStream, st *store.Store, emb, detect Embedd
 		cams: map[string]*camera{}, parts: map[int]*sync.Mutex{}}
 }
 
-// Acquired is called when this process starts owning partition p.
-func (s *Stage) Acquired(p int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.parts[p] == nil {
-		s.parts[p] = &sync.Mutex{}
+// Acquired is called when this process starts owning partition p: it
+// loads the cameras of p that have open tracks, so that the ticker closes
+// them even if those cameras never send again (their owner may have died
+// right after their last frame).
+func (s *Stage) Acquired(ctx context.Context, p int) {
+	s.partLock(p)
+	cams, err := s.store.TrackerCameras(ctx)
+	if err != nil {
+		s.log.Warn("finding the cameras of a new partition", "partition", p, "error", err)
+		return
+	}
+	for _, cam := range cams {
+		if streams.Partition(cam, s.cfg.Partitions) != p {
+			continue
+		}
+		c, err := s.camera(ctx, p, cam)
+		if err != nil {
+			s.log.Warn("loading a camera of a new partition", "camera", cam, "error", err)
+			continue
+		}
+		s.mu.Lock()
+		c.open = len(c.st.Tracks) > 0
+		s.mu.Unlock()
 	}
 }
 

@@ -47,7 +47,7 @@ type Handler interface {
 	// Acquired and Released tell the handler when this process starts and
 	// stops owning a partition, so that state it caches is reloaded by the
 	// next owner.
-	Acquired(partition int)
+	Acquired(ctx context.Context, partition int)
 	Released(partition int)
 }
 
@@ -69,6 +69,12 @@ type Config struct {
 	// AckWait is the consumers' ack wait: messages in hand are marked in
 	// progress three times per ack wait.
 	AckWait time.Duration
+	// Settle bounds how long a new owner waits, before its first fetch, for
+	// what the previous owner was given to be acknowledged. An owner that
+	// died leaves deliveries that are redelivered only after the ack wait,
+	// and anything newer fetched before then would be applied first: Settle
+	// must exceed AckWait + FetchWait (the pinned TTL is used).
+	Settle time.Duration
 	// MaxDeliver, Backoff and RetryFor are as in package pool.
 	MaxDeliver int
 	Backoff    func(n int) time.Duration
@@ -262,7 +268,8 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 		}
 		return
 	}
-	g.h.Acquired(p)
+	g.settle(ctx, name, log)
+	g.h.Acquired(ctx, p)
 	defer g.h.Released(p)
 	// Handlers finish what they hold after ctx ends (a handover waits for
 	// them); only a fetch stops at once.
@@ -282,6 +289,24 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 		}
 	}
 	g.handOver(hctx, name, log)
+}
+
+// settle waits until nothing delivered on the partition is unacknowledged
+// (a hand-over from a live owner: at once), or Settle passes (an owner that
+// died: its deliveries are then due for redelivery, which JetStream serves
+// before anything newer).
+func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) {
+	deadline := time.Now().Add(g.cfg.Settle)
+	for time.Now().Before(deadline) {
+		c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
+		if err == nil && c.CachedInfo().NumAckPending == 0 {
+			return
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	log.Info("took over a partition with unacknowledged deliveries after waiting for their redelivery", "waited", g.cfg.Settle)
 }
 
 // consumer binds the partition's consumer, retrying while the stream is
