@@ -18,6 +18,7 @@ import (
 
 	"poi/internal/camsim"
 	"poi/internal/config"
+	"poi/internal/eval"
 	"poi/internal/mqttclient"
 	"poi/internal/node"
 )
@@ -32,6 +33,8 @@ commands:
   api      REST API only
   camsim   publish a folder of JPEGs as a camera over MQTT
            (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
+  eval     TAR/FAR of the face engine on labelled photos DIR/{identity}/*.jpg
+           (eval DIR [--split] [--seed N] [--json]; docs/eval.md)
 
 flags (every command):
   --config FILE   YAML file over the compiled-in defaults (also $POI_CONFIG)
@@ -50,6 +53,9 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "eval" {
+		return eval.Main(rest, os.Environ(), os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("poi "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", os.Getenv("POI_CONFIG"), "YAML configuration file")
