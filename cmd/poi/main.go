@@ -18,6 +18,7 @@ import (
 
 	"poi/internal/camsim"
 	"poi/internal/config"
+	"poi/internal/eval"
 	"poi/internal/mqttclient"
 	"poi/internal/node"
 )
@@ -34,6 +35,8 @@ commands:
            (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
   bench    load a deployment and measure it: poi bench scenescape|frames [--rate N --cameras N
            --fps F --step --duration D --metrics URLS ...] (poi bench MODE --help)
+  eval     TAR/FAR of the face engine on labelled photos DIR/{identity}/*.jpg
+           (eval DIR [--split] [--seed N] [--json]; docs/eval.md)
 
 flags (every command):
   --config FILE   YAML file over the compiled-in defaults (also $POI_CONFIG)
@@ -52,6 +55,9 @@ func run(args []string, stderr io.Writer) int {
 		return 0
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "eval" {
+		return eval.Main(rest, os.Environ(), os.Stdout, stderr)
+	}
 	benchMode := ""
 	if cmd == "bench" {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
