@@ -667,6 +667,31 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
+// TestFailedDeliveryIsRetriedAndCountedOnce: when MQTT fails the handler
+// fails (so the pool retries), and the retry delivers the alert once on
+// each transport and counts it once.
+func TestFailedDeliveryIsRetriedAndCountedOnce(t *testing.T) {
+	e := newEnv(t, time.Hour)
+	sg := sighting("cam:lobby:1", "lobby", base, withSimilarity(0.8))
+	broker := errors.New("broker unreachable")
+	e.mqtt.setFail(broker)
+	if err := e.handle(sg); !errors.Is(err, broker) {
+		t.Fatalf("handle with MQTT down: %v, want the broker's error", err)
+	}
+	e.mqtt.setFail(nil)
+	e.mustHandle(sg)
+	e.mustHandle(sg) // a late redelivery after success changes nothing
+	if n := len(e.mqtt.sent()); n != 1 {
+		t.Fatalf("%d MQTT publishes, want 1", n)
+	}
+	if n := e.totalPublished(); n != 1 || len(e.recent()) != 1 {
+		t.Fatalf("%d published, %d stored, want 1 each", n, len(e.recent()))
+	}
+	if n := e.alertsCounted("high"); n != 1 {
+		t.Fatalf("poi_alerts_total{high} %v, want 1: an alert whose first delivery failed must still be counted", n)
+	}
+}
+
 // TestRedeliveryAfterACrashFinishesTheAlert: a worker that claimed the
 // alert and died before storing or publishing it leaves the claim behind;
 // the redelivered sighting must finish the job, reporting the match count
