@@ -99,6 +99,16 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 }
 
 func (s *Stage) associate(ctx context.Context, o streams.RegionObject) (string, error) {
+	open, err := s.openTracks(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	return pickTrack(o, open), nil
+}
+
+// openTracks reads the open tracks of every camera that sees o: those the
+// event names, or every known camera when it names none.
+func (s *Stage) openTracks(ctx context.Context, o streams.RegionObject) (map[string][]index.OpenTrack, error) {
 	cams := o.Cameras
 	for cam := range o.CameraBounds {
 		cams = append(cams, cam)
@@ -106,37 +116,52 @@ func (s *Stage) associate(ctx context.Context, o streams.RegionObject) (string, 
 	if len(cams) == 0 {
 		all, err := s.store.CamerasSeen(ctx)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		cams = all
 	}
-	var candidates []index.OpenTrack
-	best, bestArea := "", 0
-	seen := map[string]bool{}
+	open := make(map[string][]index.OpenTrack, len(cams))
 	for _, cam := range cams {
-		if seen[cam] {
+		if _, done := open[cam]; done {
 			continue
 		}
-		seen[cam] = true
-		open, err := index.OpenTracks(ctx, s.store, cam)
+		tracks, err := index.OpenTracks(ctx, s.store, cam)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		candidates = append(candidates, open...)
-		if b, ok := o.CameraBounds[cam]; ok {
-			for _, t := range open {
-				cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
-				if cx >= b[0] && cx < b[2] && cy >= b[1] && cy < b[3] && t.Box.Area() > bestArea {
-					best, bestArea = t.ID, t.Box.Area()
-				}
+		open[cam] = tracks
+	}
+	return open, nil
+}
+
+// pickTrack is the association rule of the package doc, apart from I/O:
+// open holds the open tracks of every camera that sees o. It returns "" when
+// no track can be told apart.
+func pickTrack(o streams.RegionObject, open map[string][]index.OpenTrack) string {
+	var candidates int
+	only := ""
+	best, bestArea := "", 0
+	for cam, tracks := range open {
+		candidates += len(tracks)
+		if len(tracks) > 0 {
+			only = tracks[0].ID
+		}
+		b, ok := o.CameraBounds[cam]
+		if !ok {
+			continue
+		}
+		for _, t := range tracks {
+			cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
+			if cx >= b[0] && cx < b[2] && cy >= b[1] && cy < b[3] && t.Box.Area() > bestArea {
+				best, bestArea = t.ID, t.Box.Area()
 			}
 		}
 	}
 	if best != "" {
-		return best, nil
+		return best
 	}
-	if len(o.CameraBounds) == 0 && len(candidates) == 1 {
-		return candidates[0].ID, nil
+	if len(o.CameraBounds) == 0 && candidates == 1 {
+		return only
 	}
-	return "", nil
+	return ""
 }
