@@ -73,7 +73,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	for _, o := range ev.Exited {
-		raw, err := s.store.TakeOpenZone(ctx, o.ID, ev.RegionID)
+		raw, err := s.store.PendingZone(ctx, o.ID, ev.RegionID)
 		if err != nil {
 			return err
 		}
@@ -91,8 +91,12 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		k := s.store.Keys()
 		z := store.ZoneAppearance{Zone: oz.Zone, SceneID: oz.SceneID, Entry: oz.Entry, Exit: ev.Timestamp, Dwell: dwell}
 		last := k.TrackFrame(oz.Track, "last")
-		if err := s.store.AddZoneAppearance(ctx, oz.Track, z, k.TrackFrame(oz.Track, "entry"), last, s.retention); err != nil {
+		closed, err := s.store.CloseZone(ctx, o.ID, ev.RegionID, raw, oz.Track, z, k.TrackFrame(oz.Track, "entry"), last, s.retention)
+		if err != nil {
 			return err
+		}
+		if !closed {
+			s.log.Debug("zone visit closed or replaced meanwhile", "object", o.ID, "zone", oz.Zone)
 		}
 	}
 	return nil

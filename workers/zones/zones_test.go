@@ -3,15 +3,18 @@ package zones
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"poi/internal/metrics"
 	"poi/internal/store"
@@ -81,6 +84,7 @@ func (m msg) Data() []byte         { return m.data }
 type env struct {
 	t     *testing.T
 	ctx   context.Context
+	redis *testenv.Redis
 	st    *store.Store
 	m     *metrics.Metrics
 	stage *Stage
@@ -92,12 +96,13 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	st, err := store.Open(testenv.StartRedis(t).URL(), "t:")
+	r := testenv.StartRedis(t)
+	st, err := store.Open(r.URL(), "t:")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, ctx: ctx, st: st, m: metrics.New()}
+	e := &env{t: t, ctx: ctx, redis: r, st: st, m: metrics.New()}
 	e.stage = New(st, time.Hour, e.m, discard())
 	return e
 }
@@ -370,5 +375,89 @@ func TestBadInputIsDeadLetteredWithItsReason(t *testing.T) {
 	}
 	if n := e.unassociated(); n != 1 {
 		t.Errorf("unassociated %v, want 1 (the good event's object, with no camera open)", n)
+	}
+}
+
+// TestFailedExitIsRetried: when recording the visit fails, the exit fails
+// and its retry records the visit; the pending entry must not be consumed
+// by the failed attempt.
+func TestFailedExitIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.setOpen("cam-a", tr("cam:cam-a:1", streams.Box{170, 120, 230, 190}))
+	e.enter("r-1", "hall", t0, streams.RegionObject{ID: "obj-1", Cameras: []string{"cam-a"}})
+	opt, err := redis.ParseURL(e.redis.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	// A key of the wrong type makes the write of the visit fail in Redis
+	// itself, as an outage would, at the last step.
+	list := e.st.Keys().TrackZones("cam:cam-a:1")
+	if err := rdb.Set(e.ctx, list, "in the way", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	exit := event("r-1", "hall", t0.Add(4*time.Second))
+	exit.Exited = []streams.RegionObject{{ID: "obj-1"}}
+	if err := e.stage.Handle(e.ctx, encode(t, exit)); err == nil {
+		t.Fatal("the exit succeeded although its visit could not be written")
+	}
+	if err := rdb.Del(e.ctx, list).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.mustHandle(exit)
+	if zs := e.zones("cam:cam-a:1"); len(zs) != 1 || zs[0].Dwell != 4 {
+		t.Fatalf("after the retry: %+v, want the visit", zs)
+	}
+	e.mustHandle(exit)
+	if n := len(e.zones("cam:cam-a:1")); n != 1 {
+		t.Fatalf("after a redelivery: %d visits, want 1", n)
+	}
+}
+
+// TestRacingExitsOneVisit races copies of one exit (a redelivery while the
+// first delivery is in hand) through separate stages with separate Redis
+// clients: each visit is recorded exactly once.
+func TestRacingExitsOneVisit(t *testing.T) {
+	e := newEnv(t)
+	const workers, rounds = 4, 60
+	stages := make([]*Stage, workers)
+	for i := range stages {
+		st, err := store.Open(e.redis.URL(), "t:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stages[i] = New(st, time.Hour, e.m, discard())
+	}
+	e.setOpen("cam-a", tr("cam:cam-a:1", streams.Box{170, 120, 230, 190}))
+	for r := range rounds {
+		obj := streams.RegionObject{ID: fmt.Sprintf("obj-%d", r), Cameras: []string{"cam-a"}}
+		e.enter("r-1", "hall", t0, obj)
+		exit := event("r-1", "hall", t0.Add(time.Duration(r+1)*time.Second))
+		exit.Exited = []streams.RegionObject{{ID: obj.ID}}
+		m := encode(t, exit)
+		errs := make([]error, workers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[w] = stages[w].Handle(e.ctx, m)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for w, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d worker %d: %v", r, w, err)
+			}
+		}
+		zs := e.zones("cam:cam-a:1")
+		if len(zs) != r+1 || zs[r].Dwell != float64(r+1) {
+			t.Fatalf("round %d: %d visits (last %+v), want %d", r, len(zs), zs[len(zs)-1], r+1)
+		}
 	}
 }
