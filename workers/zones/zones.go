@@ -5,10 +5,10 @@
 // camera. An entering object is attached to the face track that is open on
 // a camera that sees it: when the event gives the object's box on a camera
 // (camera_bounds), the open track whose face box centre lies inside it (the
-// largest overlap wins); otherwise, when exactly one track is open on the
-// cameras that see it (visibility, or every known camera when the event
-// names none), that one. Anything ambiguous is counted and logged, never
-// guessed.
+// largest overlap wins, and two alike are ambiguous); otherwise, when
+// exactly one track is open on the cameras that see it (visibility, or
+// every known camera when the event names none), that one. Anything
+// ambiguous is counted and logged, never guessed.
 package zones
 
 import (
@@ -144,7 +144,7 @@ func (s *Stage) openTracks(ctx context.Context, o streams.RegionObject) (map[str
 func pickTrack(o streams.RegionObject, open map[string][]index.OpenTrack) string {
 	var candidates int
 	only := ""
-	best, bestArea := "", 0
+	best, bestOverlap, tie := "", 0, false
 	for cam, tracks := range open {
 		candidates += len(tracks)
 		if len(tracks) > 0 {
@@ -156,16 +156,38 @@ func pickTrack(o streams.RegionObject, open map[string][]index.OpenTrack) string
 		}
 		for _, t := range tracks {
 			cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
-			if cx >= b[0] && cx < b[2] && cy >= b[1] && cy < b[3] && t.Box.Area() > bestArea {
-				best, bestArea = t.ID, t.Box.Area()
+			if cx < b[0] || cx >= b[2] || cy < b[1] || cy >= b[3] {
+				continue
+			}
+			// The overlap, not the face's size: a big face near the edge of
+			// the object's box is more likely someone else's.
+			switch ov := overlap(t.Box, b); {
+			case ov > bestOverlap:
+				best, bestOverlap, tie = t.ID, ov, false
+			case ov == bestOverlap && ov > 0:
+				tie = true
 			}
 		}
 	}
 	if best != "" {
+		if tie {
+			// Which of the two would depend on map order: a guess.
+			return ""
+		}
 		return best
 	}
 	if len(o.CameraBounds) == 0 && candidates == 1 {
 		return only
 	}
 	return ""
+}
+
+// overlap is the area two boxes share.
+func overlap(a, b streams.Box) int {
+	w := min(a[2], b[2]) - max(a[0], b[0])
+	h := min(a[3], b[3]) - max(a[1], b[1])
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	return w * h
 }
