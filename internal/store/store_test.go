@@ -22,7 +22,7 @@ func open(t *testing.T, prefix string) *Store {
 func TestFrameNamespaceGuard(t *testing.T) {
 	for _, prefix := range []string{"", "site1:"} {
 		k := NewKeys(prefix)
-		for _, key := range []string{k.TrackFrame("cam:a:1", "entry"), k.TrackExitFrame("cam:a:1"), k.DetectionFrame("42"), k.ZoneFrame("cam:a:1", "aisle", "exit")} {
+		for _, key := range []string{k.TrackFrame("cam:a:1", "entry"), k.TrackExitFrame("cam:a:1"), k.DetectionFrame("42"), k.ZoneFrame("cam:a:1", "aisle", time.Now(), "exit")} {
 			if !k.IsFrameKey(key) {
 				t.Errorf("prefix %q: %s not served", prefix, key)
 			}

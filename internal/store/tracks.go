@@ -298,10 +298,10 @@ func (s *Store) CloseZone(ctx context.Context, object, region string, entry []by
 		return "1"
 	}
 	if entrySrc != "" {
-		z.EntryFrame = k.ZoneFrame(track, z.Zone, "entry")
+		z.EntryFrame = k.ZoneFrame(track, z.Zone, z.Entry, "entry")
 	}
 	if exitSrc != "" {
-		z.ExitFrame = k.ZoneFrame(track, z.Zone, "exit")
+		z.ExitFrame = k.ZoneFrame(track, z.Zone, z.Entry, "exit")
 	}
 	b, err := json.Marshal(z)
 	if err != nil {

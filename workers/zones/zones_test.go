@@ -247,7 +247,7 @@ func TestEntryAndExitMakeAZoneAppearance(t *testing.T) {
 	z := zs[0]
 	k := e.st.Keys()
 	want := store.ZoneAppearance{Zone: "entrance", SceneID: "scene-1", Entry: t0, Exit: t0.Add(15 * time.Second), Dwell: 12.5,
-		EntryFrame: k.ZoneFrame("cam:cam-a:1", "entrance", "entry"), ExitFrame: k.ZoneFrame("cam:cam-a:1", "entrance", "exit")}
+		EntryFrame: k.ZoneFrame("cam:cam-a:1", "entrance", t0, "entry"), ExitFrame: k.ZoneFrame("cam:cam-a:1", "entrance", t0, "exit")}
 	if !reflect.DeepEqual(z, want) {
 		t.Fatalf("zone appearance\n got %+v\nwant %+v", z, want)
 	}
@@ -471,6 +471,33 @@ func TestRacingExitsOneVisit(t *testing.T) {
 		zs := e.zones("cam:cam-a:1")
 		if len(zs) != r+1 || zs[r].Dwell != float64(r+1) {
 			t.Fatalf("round %d: %d visits (last %+v), want %d", r, len(zs), zs[len(zs)-1], r+1)
+		}
+	}
+}
+
+// TestRevisitKeepsEachVisitsFrames: a track that visits a zone twice has
+// two appearances whose exit frames are their own; the second visit must
+// not overwrite the first one's evidence.
+func TestRevisitKeepsEachVisitsFrames(t *testing.T) {
+	e := newEnv(t)
+	e.setOpen("cam-a", tr("cam:cam-a:1", streams.Box{170, 120, 230, 190}))
+	obj := streams.RegionObject{ID: "obj-1", Cameras: []string{"cam-a"}}
+	for i, last := range []string{"last at first exit", "last at second exit"} {
+		at := t0.Add(time.Duration(10*i) * time.Second)
+		e.enter("r-1", "hall", at, obj)
+		e.setLastFrame("cam:cam-a:1", "cam-a", []byte(last))
+		e.exit("r-1", "hall", at.Add(5*time.Second), streams.RegionObject{ID: "obj-1"})
+	}
+	zs := e.zones("cam:cam-a:1")
+	if len(zs) != 2 {
+		t.Fatalf("zone appearances %+v, want 2", zs)
+	}
+	for i, want := range []string{"last at first exit", "last at second exit"} {
+		if got := e.frame(zs[i].ExitFrame); got != want {
+			t.Errorf("visit %d exit frame %q, want %q", i+1, got, want)
+		}
+		if got := e.frame(zs[i].EntryFrame); got != "entry of cam:cam-a:1" {
+			t.Errorf("visit %d entry frame %q", i+1, got)
 		}
 	}
 }
