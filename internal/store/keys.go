@@ -30,9 +30,13 @@ package store
 //	track:frame:{track}:{entry|last}     STRING JPEG  owner: index  TTL: retention
 //	detection:exit_frame:{track}         STRING JPEG  owner: index  TTL: retention
 //	detection:frame:{id}                 STRING JPEG  owner: index  TTL: retention
-//	zone:frame:{track}:{zone}:{entry|exit} STRING JPEG owner: zones TTL: retention
+//	zone:frame:{track}:{zone}:{entry ms}:{entry|exit} STRING JPEG owner: zones TTL: retention
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Keys builds every key under one prefix.
 type Keys struct{ prefix string }
@@ -121,9 +125,11 @@ func (k Keys) TrackExitFrame(track string) string { return k.k("detection", "exi
 // DetectionFrame is the frame of one sample.
 func (k Keys) DetectionFrame(id string) string { return k.k("detection", "frame", id) }
 
-// ZoneFrame is a zone entry or exit frame of a track.
-func (k Keys) ZoneFrame(track, zone, which string) string {
-	return k.k("zone", "frame", track, zone, which)
+// ZoneFrame is the entry or exit frame of one visit of a track to a zone.
+// The visit's entry time (unix ms) is part of the key: a later visit of the
+// same zone must not overwrite the frames of an earlier one.
+func (k Keys) ZoneFrame(track, zone string, entry time.Time, which string) string {
+	return k.k("zone", "frame", track, zone, strconv.FormatInt(entry.UnixMilli(), 10), which)
 }
 
 // IsFrameKey reports whether key is in the frame namespace under this prefix.

@@ -15,7 +15,7 @@ type Store struct {
 	rdb  *redis.Client
 	keys Keys
 
-	claimScript, storeAlertScript *redis.Script
+	claimScript, storeAlertScript, closeZoneScript *redis.Script
 }
 
 // Open parses url and returns a Store. It does not wait for Redis: a Redis
@@ -29,7 +29,8 @@ func Open(url, prefix string) (*Store, error) {
 	// hanging; they retry at their own pace.
 	opt.MaxRetries = 1
 	return &Store{rdb: redis.NewClient(opt), keys: NewKeys(prefix),
-		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua)}, nil
+		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua),
+		closeZoneScript: redis.NewScript(closeZoneLua)}, nil
 }
 
 // Keys is the key layout.

@@ -22,7 +22,7 @@ func open(t *testing.T, prefix string) *Store {
 func TestFrameNamespaceGuard(t *testing.T) {
 	for _, prefix := range []string{"", "site1:"} {
 		k := NewKeys(prefix)
-		for _, key := range []string{k.TrackFrame("cam:a:1", "entry"), k.TrackExitFrame("cam:a:1"), k.DetectionFrame("42"), k.ZoneFrame("cam:a:1", "aisle", "exit")} {
+		for _, key := range []string{k.TrackFrame("cam:a:1", "entry"), k.TrackExitFrame("cam:a:1"), k.DetectionFrame("42"), k.ZoneFrame("cam:a:1", "aisle", time.Now(), "exit")} {
 			if !k.IsFrameKey(key) {
 				t.Errorf("prefix %q: %s not served", prefix, key)
 			}
@@ -118,5 +118,39 @@ func TestDeletePOILeavesNoKeyNamingIt(t *testing.T) {
 	}
 	if found, _ := s.DeletePOIMetadata(ctx, p.ID); found {
 		t.Fatal("deleted twice")
+	}
+}
+
+// TestCloseZoneClosesOnlyTheEntryItRead: an entry replaced since it was
+// read (the object entered again) is left alone and nothing is written.
+func TestCloseZoneClosesOnlyTheEntryItRead(t *testing.T) {
+	s := open(t, "p:")
+	ctx := context.Background()
+	if err := s.OpenZone(ctx, "obj", "r", map[string]string{"visit": "1"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.PendingZone(ctx, "obj", "r")
+	if err != nil || first == nil {
+		t.Fatalf("pending: %s %v", first, err)
+	}
+	if err := s.OpenZone(ctx, "obj", "r", map[string]string{"visit": "2"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	z := ZoneAppearance{Zone: "hall", Dwell: 1}
+	if closed, err := s.CloseZone(ctx, "obj", "r", first, "cam:a:1", z, "", "", time.Hour); closed || err != nil {
+		t.Fatalf("stale entry: closed %v, %v", closed, err)
+	}
+	if zs, _ := s.ZoneAppearances(ctx, "cam:a:1"); len(zs) != 0 {
+		t.Fatalf("a stale close wrote %+v", zs)
+	}
+	second, _ := s.PendingZone(ctx, "obj", "r")
+	if closed, err := s.CloseZone(ctx, "obj", "r", second, "cam:a:1", z, "", "", time.Hour); !closed || err != nil {
+		t.Fatalf("current entry: closed %v, %v", closed, err)
+	}
+	if zs, _ := s.ZoneAppearances(ctx, "cam:a:1"); len(zs) != 1 || zs[0].EntryFrame != "" || zs[0].ExitFrame != "" {
+		t.Fatalf("zone appearances %+v, want one without frames", zs)
+	}
+	if left, _ := s.PendingZone(ctx, "obj", "r"); left != nil {
+		t.Fatalf("entry left after closing: %s", left)
 	}
 }

@@ -303,43 +303,73 @@ func (s *Store) OpenZone(ctx context.Context, object, region string, v any, ttl 
 	return nil
 }
 
-// TakeOpenZone returns and removes the pending entry of object in region
-// (nil when there is none).
-func (s *Store) TakeOpenZone(ctx context.Context, object, region string) ([]byte, error) {
-	b, err := s.rdb.GetDel(ctx, s.keys.ZoneOpen(object, region)).Bytes()
+// PendingZone returns the pending entry of object in region (nil when there
+// is none).
+func (s *Store) PendingZone(ctx context.Context, object, region string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, s.keys.ZoneOpen(object, region)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("take zone %s/%s: %w", object, region, err)
+		return nil, fmt.Errorf("pending zone %s/%s: %w", object, region, err)
 	}
 	return b, nil
 }
 
-// AddZoneAppearance appends a finished zone visit to a track, copying the
-// given frames into the zone frame namespace.
-func (s *Store) AddZoneAppearance(ctx context.Context, track string, z ZoneAppearance, entrySrc, exitSrc string, ttl time.Duration) error {
+// closeZoneLua removes the pending entry only after the visit is written:
+// an error stops a script where it happens, so a failed write leaves the
+// entry for the retry (a MULTI would run the DEL anyway), and the frame
+// copies it may have done are simply redone. An entry that is no longer
+// the one the caller read was closed or replaced by someone else meanwhile.
+const closeZoneLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('COPY', KEYS[3], KEYS[4], 'REPLACE')
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
+if ARGV[5] == '1' then
+  redis.call('COPY', KEYS[5], KEYS[6], 'REPLACE')
+  redis.call('PEXPIRE', KEYS[6], ttl)
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('DEL', KEYS[1])
+return 1
+`
+
+// CloseZone appends a finished zone visit to a track, copying the given
+// frames (when not empty) into the zone frame namespace, and removes the
+// pending entry of object in region, all at once and only if that entry is
+// still entry (as PendingZone returned it). It reports whether it closed
+// the visit; false means someone else did. Either the visit is recorded
+// and the entry gone, or the entry is still there for a retry: a
+// redelivered exit can neither lose nor repeat the visit.
+func (s *Store) CloseZone(ctx context.Context, object, region string, entry []byte, track string, z ZoneAppearance, entrySrc, exitSrc string, ttl time.Duration) (bool, error) {
 	k := s.keys
-	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		if entrySrc != "" {
-			z.EntryFrame = k.ZoneFrame(track, z.Zone, "entry")
-			tx.Copy(ctx, entrySrc, z.EntryFrame, 0, true)
-			tx.Expire(ctx, z.EntryFrame, ttl)
+	flag := func(src string) string {
+		if src == "" {
+			return "0"
 		}
-		if exitSrc != "" {
-			z.ExitFrame = k.ZoneFrame(track, z.Zone, "exit")
-			tx.Copy(ctx, exitSrc, z.ExitFrame, 0, true)
-			tx.Expire(ctx, z.ExitFrame, ttl)
-		}
-		b, _ := json.Marshal(z)
-		tx.RPush(ctx, k.TrackZones(track), b)
-		tx.Expire(ctx, k.TrackZones(track), ttl)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("zone appearance %s: %w", track, err)
+		return "1"
 	}
-	return nil
+	if entrySrc != "" {
+		z.EntryFrame = k.ZoneFrame(track, z.Zone, z.Entry, "entry")
+	}
+	if exitSrc != "" {
+		z.ExitFrame = k.ZoneFrame(track, z.Zone, z.Entry, "exit")
+	}
+	b, err := json.Marshal(z)
+	if err != nil {
+		return false, fmt.Errorf("zone appearance %s: %w", track, err)
+	}
+	n, err := s.closeZoneScript.Run(ctx, s.rdb,
+		[]string{k.ZoneOpen(object, region), k.TrackZones(track), entrySrc, z.EntryFrame, exitSrc, z.ExitFrame},
+		entry, b, ttl.Milliseconds(), flag(entrySrc), flag(exitSrc)).Int()
+	if err != nil {
+		return false, fmt.Errorf("zone appearance %s: %w", track, err)
+	}
+	return n == 1, nil
 }
 
 // ZoneAppearances returns a track's zone visits in order.

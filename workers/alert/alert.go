@@ -131,6 +131,13 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if isNew {
+		// Counted when stored, not after delivery: the record is what the
+		// API serves, and a delivery that fails is retried as a replay,
+		// which StoreAlert no longer reports as new.
+		s.m.Alerts.WithLabelValues(poi.Severity).Inc()
+		s.log.Info("alert", "alert_id", id, "poi_id", poi.ID, "camera", sg.CameraID, "track", sg.TrackID, "similarity", a.Match.SimilarityScore)
+	}
 	out := nats.NewMsg(streams.Subject(streams.AlertsSubj, poi.Severity, poi.ID))
 	out.Data = body
 	out.Header.Set(jetstream.MsgIDHeader, id)
@@ -153,10 +160,6 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 				return err
 			}
 		}
-	}
-	if isNew {
-		s.m.Alerts.WithLabelValues(poi.Severity).Inc()
-		s.log.Info("alert", "alert_id", id, "poi_id", poi.ID, "camera", sg.CameraID, "track", sg.TrackID, "similarity", a.Match.SimilarityScore)
 	}
 	return nil
 }

@@ -5,10 +5,10 @@
 // camera. An entering object is attached to the face track that is open on
 // a camera that sees it: when the event gives the object's box on a camera
 // (camera_bounds), the open track whose face box centre lies inside it (the
-// largest overlap wins); otherwise, when exactly one track is open on the
-// cameras that see it (visibility, or every known camera when the event
-// names none), that one. Anything ambiguous is counted and logged, never
-// guessed.
+// largest overlap wins, and two alike are ambiguous); otherwise, when
+// exactly one track is open on the cameras that see it (visibility, or
+// every known camera when the event names none), that one. Anything
+// ambiguous is counted and logged, never guessed.
 package zones
 
 import (
@@ -73,7 +73,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	for _, o := range ev.Exited {
-		raw, err := s.store.TakeOpenZone(ctx, o.ID, ev.RegionID)
+		raw, err := s.store.PendingZone(ctx, o.ID, ev.RegionID)
 		if err != nil {
 			return err
 		}
@@ -91,14 +91,28 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		k := s.store.Keys()
 		z := store.ZoneAppearance{Zone: oz.Zone, SceneID: oz.SceneID, Entry: oz.Entry, Exit: ev.Timestamp, Dwell: dwell}
 		last := k.TrackFrame(oz.Track, "last")
-		if err := s.store.AddZoneAppearance(ctx, oz.Track, z, k.TrackFrame(oz.Track, "entry"), last, s.retention); err != nil {
+		closed, err := s.store.CloseZone(ctx, o.ID, ev.RegionID, raw, oz.Track, z, k.TrackFrame(oz.Track, "entry"), last, s.retention)
+		if err != nil {
 			return err
+		}
+		if !closed {
+			s.log.Debug("zone visit closed or replaced meanwhile", "object", o.ID, "zone", oz.Zone)
 		}
 	}
 	return nil
 }
 
 func (s *Stage) associate(ctx context.Context, o streams.RegionObject) (string, error) {
+	open, err := s.openTracks(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	return pickTrack(o, open), nil
+}
+
+// openTracks reads the open tracks of every camera that sees o: those the
+// event names, or every known camera when it names none.
+func (s *Stage) openTracks(ctx context.Context, o streams.RegionObject) (map[string][]index.OpenTrack, error) {
 	cams := o.Cameras
 	for cam := range o.CameraBounds {
 		cams = append(cams, cam)
@@ -106,37 +120,74 @@ func (s *Stage) associate(ctx context.Context, o streams.RegionObject) (string, 
 	if len(cams) == 0 {
 		all, err := s.store.CamerasSeen(ctx)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		cams = all
 	}
-	var candidates []index.OpenTrack
-	best, bestArea := "", 0
-	seen := map[string]bool{}
+	open := make(map[string][]index.OpenTrack, len(cams))
 	for _, cam := range cams {
-		if seen[cam] {
+		if _, done := open[cam]; done {
 			continue
 		}
-		seen[cam] = true
-		open, err := index.OpenTracks(ctx, s.store, cam)
+		tracks, err := index.OpenTracks(ctx, s.store, cam)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		candidates = append(candidates, open...)
-		if b, ok := o.CameraBounds[cam]; ok {
-			for _, t := range open {
-				cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
-				if cx >= b[0] && cx < b[2] && cy >= b[1] && cy < b[3] && t.Box.Area() > bestArea {
-					best, bestArea = t.ID, t.Box.Area()
-				}
+		open[cam] = tracks
+	}
+	return open, nil
+}
+
+// pickTrack is the association rule of the package doc, apart from I/O:
+// open holds the open tracks of every camera that sees o. It returns "" when
+// no track can be told apart.
+func pickTrack(o streams.RegionObject, open map[string][]index.OpenTrack) string {
+	var candidates int
+	only := ""
+	best, bestOverlap, tie := "", 0, false
+	for cam, tracks := range open {
+		candidates += len(tracks)
+		if len(tracks) > 0 {
+			only = tracks[0].ID
+		}
+		b, ok := o.CameraBounds[cam]
+		if !ok {
+			continue
+		}
+		for _, t := range tracks {
+			cx, cy := (t.Box[0]+t.Box[2])/2, (t.Box[1]+t.Box[3])/2
+			if cx < b[0] || cx >= b[2] || cy < b[1] || cy >= b[3] {
+				continue
+			}
+			// The overlap, not the face's size: a big face near the edge of
+			// the object's box is more likely someone else's.
+			switch ov := overlap(t.Box, b); {
+			case ov > bestOverlap:
+				best, bestOverlap, tie = t.ID, ov, false
+			case ov == bestOverlap && ov > 0:
+				tie = true
 			}
 		}
 	}
 	if best != "" {
-		return best, nil
+		if tie {
+			// Which of the two would depend on map order: a guess.
+			return ""
+		}
+		return best
 	}
-	if len(o.CameraBounds) == 0 && len(candidates) == 1 {
-		return candidates[0].ID, nil
+	if len(o.CameraBounds) == 0 && candidates == 1 {
+		return only
 	}
-	return "", nil
+	return ""
+}
+
+// overlap is the area two boxes share.
+func overlap(a, b streams.Box) int {
+	w := min(a[2], b[2]) - max(a[0], b[0])
+	h := min(a[3], b[3]) - max(a[1], b[1])
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	return w * h
 }
