@@ -90,6 +90,19 @@ func runFaultScenario(t *testing.T, base time.Time, sc scenario) outcome {
 	for range sc.trackers {
 		run.trackers = append(run.trackers, run.start())
 	}
+	if len(run.trackers) > 1 {
+		stacktest.Eventually(t, 2*time.Minute, "every tracker owns partitions", func() bool {
+			total := 0
+			for _, p := range run.trackers {
+				n := ownedPartitions(t, p)
+				if n <= 0 {
+					return false
+				}
+				total += n
+			}
+			return total == streams.DefaultLimits().Partitions
+		})
+	}
 	poi := stacktest.Enroll(t, a.api, nil, "franck_01829.jpg")
 
 	nc, err := nats.Connect(natsURL)

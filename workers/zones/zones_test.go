@@ -143,7 +143,11 @@ func (e *env) setOpen(camera string, tracks ...index.OpenTrack) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.st.CommitTracking(e.ctx, camera, b, updates, nil, time.Hour); err != nil {
+	_, version, err := e.st.TrackerState(e.ctx, camera)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.st.CommitTracking(e.ctx, camera, version, b, updates, nil, time.Hour); err != nil {
 		e.t.Fatal(err)
 	}
 	// The state format belongs to the tracker: read it back its way, so a
@@ -161,11 +165,11 @@ func (e *env) setOpen(camera string, tracks ...index.OpenTrack) {
 
 func (e *env) setLastFrame(track, camera string, frame []byte) {
 	e.t.Helper()
-	state, err := e.st.TrackerState(e.ctx, camera)
+	state, version, err := e.st.TrackerState(e.ctx, camera)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.st.CommitTracking(e.ctx, camera, state, []store.TrackUpdate{{Track: store.Track{ID: track, CameraID: camera}, LastFrame: frame}}, nil, time.Hour); err != nil {
+	if err := e.st.CommitTracking(e.ctx, camera, version, state, []store.TrackUpdate{{Track: store.Track{ID: track, CameraID: camera}, LastFrame: frame}}, nil, time.Hour); err != nil {
 		e.t.Fatal(err)
 	}
 }
