@@ -1,12 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,37 +69,44 @@ func TestBridgeEndToEnd(t *testing.T) {
 
 	frame := testenv.ReadPhoto(t, "franck_01829.jpg")
 	frameJSON, _ := json.Marshal(map[string]string{"timestamp": "2026-11-27T10:00:00Z", "image": base64.StdEncoding.EncodeToString(frame)})
-	sends := []struct{ topic, body string }{
+	// A camera image with a real face is made here from a photo: photos are
+	// set-up's, never committed.
+	faceImage, _ := json.Marshal(map[string]string{"timestamp": "2026-11-27T10:00:00Z", "id": "aisle-cam", "image": base64.StdEncoding.EncodeToString(frame)})
+	regionTopic := "scenescape/event/region/" + fixtureScene + "/" + fixtureRegion + "/objects"
+	type send struct{ topic, body string }
+	valid := []send{
 		{"poi/frames/cam.1", string(frameJSON)},
 		{"poi/frames/cam.1", string(frameJSON)}, // an MQTT redelivery: stored once
 		{"poi/frames/cam-2", string(frame)},
-		{"scenescape/data/camera/lp-camera1", string(fixture(t, "camera1.json"))},
-		{"scenescape/event/region/bfb9f86b-b152-4e7f-8099-7c251ed84630/adb88222-de2e-4896-a0e2-d577d21b132e/objects", string(fixture(t, "event1.json"))},
-		{"scenescape/image/camera/lp-camera1", `{"timestamp":"2026-11-27T10:00:00Z","id":"lp-camera1","image":"` + base64.StdEncoding.EncodeToString(frame) + `"}`},
-		// malformed: each is counted and none stops the bridge
+		{"scenescape/data/camera/" + fixtureCamera, string(testenv.SceneScapeFixture(t, "data-camera-persons.json"))},
+		{"scenescape/data/camera/" + fixtureCamera, string(testenv.SceneScapeFixture(t, "data-camera-faces.json"))},
+		{"scenescape/image/camera/" + fixtureCamera, string(testenv.SceneScapeFixture(t, "image-camera.json"))},
+		{"scenescape/image/camera/aisle-cam", string(faceImage)},
+		{regionTopic, string(testenv.SceneScapeFixture(t, "region-entered.json"))},
+		{regionTopic, string(testenv.SceneScapeFixture(t, "region-exited.json"))},
+	}
+	// Malformed: each is counted and none stops the bridge.
+	malformed := []send{
 		{"poi/frames/cam-3", "not a jpeg"},
 		{"scenescape/data/camera/cam-3", `{"timestamp": "2026-11-27T10:00:00Z", "objects": {"person": [{"bounding_box_px": {"x": 1, "y": 1, "width": 2, "height": 2}, "metadata": {"reid": {"embedding_vector": "!!"}}}]}}`},
 		{"scenescape/data/camera/cam-3", `{"timestamp": `},
 		{"scenescape/image/camera/cam-3", `{"timestamp":"2026-11-27T10:00:00Z","image":"aGVsbG8="}`},
 	}
+	sends := append(append([]send{}, valid...), malformed...)
 	for _, s := range sends {
 		if err := pub.Publish(ctx, s.topic, 1, false, []byte(s.body)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for testutil.ToFloat64(m.Received.WithLabelValues("bridge")) < float64(len(sends)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("bridge received %v of %d", testutil.ToFloat64(m.Received.WithLabelValues("bridge")), len(sends))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, "the bridge to receive every message", func() bool {
+		return testutil.ToFloat64(m.Received.WithLabelValues("bridge")) >= float64(len(sends))
+	})
 	stopBridge()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")); got != 6 {
-		t.Fatalf("processed %v, want 6", got)
+	if got := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")); got != float64(len(valid)) {
+		t.Fatalf("processed %v, want %d", got, len(valid))
 	}
 	for reason, want := range map[string]float64{"not_jpeg": 2, "bad_base64": 1, "bad_json": 1} {
 		if got := testutil.ToFloat64(m.Rejected.WithLabelValues("bridge", reason)); got != want {
@@ -111,12 +120,14 @@ func TestBridgeEndToEnd(t *testing.T) {
 	stored := func(kind, cam string) string {
 		return fmt.Sprintf("%s.%d.%s", kind, streams.Partition(cam, streams.DefaultLimits().Partitions), streams.Token(cam))
 	}
+	regionSubject := "poi.ingest.region." + fixtureScene + "." + fixtureRegion
 	want := map[string]uint64{
-		stored(streams.IngestFrame, "cam.1"):                                                          1, // deduplicated by Nats-Msg-Id
-		stored(streams.IngestFrame, "cam-2"):                                                          1,
-		stored(streams.IngestSceneScape, "lp-camera1"):                                                1,
-		stored(streams.IngestImage, "lp-camera1"):                                                     1,
-		"poi.ingest.region.bfb9f86b-b152-4e7f-8099-7c251ed84630.adb88222-de2e-4896-a0e2-d577d21b132e": 1,
+		stored(streams.IngestFrame, "cam.1"):            1, // deduplicated by Nats-Msg-Id
+		stored(streams.IngestFrame, "cam-2"):            1,
+		stored(streams.IngestSceneScape, fixtureCamera): 2,
+		stored(streams.IngestImage, fixtureCamera):      1,
+		stored(streams.IngestImage, "aisle-cam"):        1,
+		regionSubject:                                   2,
 	}
 	for subj, n := range want {
 		if counts[subj] != n {
@@ -137,11 +148,51 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if f.CameraID != "cam.1" || len(f.JPEG) != len(frame) || f.Timestamp.Format(time.RFC3339) != "2026-11-27T10:00:00Z" {
 		t.Fatalf("frame envelope: camera %q, %d bytes, %v", f.CameraID, len(f.JPEG), f.Timestamp)
 	}
+	// What SceneScape sent survives the envelope: the last message of a
+	// camera is its last one published (one bridge worker per camera).
+	raw, err = s.GetLastMsgForSubject(ctx, stored(streams.IngestSceneScape, fixtureCamera))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d streams.Detections
+	if err := streams.DecodeMsg(raw.Header, raw.Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Persons) != 6 || len(d.Faces) != 6 {
+		t.Fatalf("detections envelope: %d persons %d faces, want 6 and 6", len(d.Persons), len(d.Faces))
+	}
+	for i := range 5 {
+		if !slices.Equal(d.Faces[i].Embedding, faceVector(i+1)) {
+			t.Errorf("face %d of the envelope: %d-d vector, not the fixture's", i+1, len(d.Faces[i].Embedding))
+		}
+	}
+	raw, err = s.GetLastMsgForSubject(ctx, stored(streams.IngestImage, "aisle-cam"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci streams.CameraImage
+	if err := streams.DecodeMsg(raw.Header, raw.Data, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ci.JPEG, frame) {
+		t.Fatalf("image envelope holds %d bytes, want the photo's %d", len(ci.JPEG), len(frame))
+	}
+	raw, err = s.GetLastMsgForSubject(ctx, regionSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev streams.RegionEvent
+	if err := streams.DecodeMsg(raw.Header, raw.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.SceneID != fixtureScene || ev.RegionID != fixtureRegion || len(ev.Exited) != 1 || ev.Exited[0].Dwell != 42.75 {
+		t.Fatalf("region envelope %+v", ev)
+	}
 	cams, err := st.CamerasSeen(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cams) != 3 || cams[0] != "cam-2" || cams[1] != "cam.1" || cams[2] != "lp-camera1" {
+	if !slices.Equal(cams, []string{"aisle-cam", "cam-2", "cam.1", fixtureCamera}) {
 		t.Fatalf("cameras seen = %v", cams)
 	}
 }

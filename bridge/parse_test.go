@@ -1,30 +1,47 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"image/jpeg"
+	"maps"
 	"math"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"poi/internal/testenv"
+	"poi/streams"
 )
 
-// fixture reads a SceneScape sample from ../shared when it is there (it is
-// on CI machines); the test fails rather than skips when it is not.
-func fixture(t *testing.T, name string) []byte {
-	t.Helper()
-	p := filepath.Join(testenv.RepoRoot(t), "..", "shared", "fixtures", "scenescape", name)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("SceneScape fixture: %v", err)
+// The project's own SceneScape messages are in testdata/scenescape at the
+// repository root; its README gives the formulas their vectors follow.
+const (
+	fixtureCamera = "lobby-cam"
+	fixtureScene  = "7781b1eb-e47d-482b-83bb-35119a1e69e8"
+	fixtureRegion = "7e0b3cef-d726-4181-822a-098a6b46b44e"
+)
+
+// bodyVector is body re-id vector k of the fixtures.
+func bodyVector(k int) []float32 {
+	v := make([]float32, 256)
+	for i := range v {
+		v[i] = float32((7*i+13*k)%33-16) / 32
 	}
-	return b
+	return v
+}
+
+// faceVector is face vector f of the fixtures.
+func faceVector(f int) []float32 {
+	v := make([]float32, 512)
+	for i := range v {
+		v[i] = float32((5*i+11*f)%41-20) / 64
+	}
+	return v
 }
 
 func reason(err error) string {
@@ -35,31 +52,126 @@ func reason(err error) string {
 	return ""
 }
 
+func at(t *testing.T, s string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
 func TestParseSceneScapeFixtures(t *testing.T) {
-	d, err := ParseDetections("lp-camera1", fixture(t, "camera1.json"), DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(d.Persons) == 0 || len(d.Faces) != 0 {
-		t.Fatalf("persons %d faces %d", len(d.Persons), len(d.Faces))
-	}
-	p := d.Persons[0]
-	if len(p.Embedding) != 256 || p.ModelName != "torch-jit-export" {
-		t.Fatalf("person embedding %d-d from %q", len(p.Embedding), p.ModelName)
-	}
-	if p.Box != [4]int{784, 137, 784 + 161, 137 + 364} {
-		t.Fatalf("box %v", p.Box)
-	}
-	if !d.Timestamp.Equal(time.Date(2026, 4, 14, 13, 2, 43, 571e6, time.UTC)) {
-		t.Fatalf("timestamp %v", d.Timestamp)
-	}
-	ev, err := ParseRegionEvent("bfb9f86b-b152-4e7f-8099-7c251ed84630", "adb88222-de2e-4896-a0e2-d577d21b132e", fixture(t, "event1.json"), DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.RegionName != "aisle1" || len(ev.Entered) != 1 || ev.Entered[0].ID != "9b2f533f-b8f3-40a2-99f4-47db0e81ebbe" {
-		t.Fatalf("region event %+v", ev)
-	}
+	lim := DefaultLimits()
+	t.Run("persons with base64 body vectors", func(t *testing.T) {
+		d, err := ParseDetections(fixtureCamera, testenv.SceneScapeFixture(t, "data-camera-persons.json"), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.CameraID != fixtureCamera || !d.Timestamp.Equal(at(t, "2026-03-09T08:15:30.250Z")) {
+			t.Fatalf("camera %q at %v", d.CameraID, d.Timestamp)
+		}
+		if len(d.Persons) != 3 || len(d.Faces) != 0 {
+			t.Fatalf("persons %d faces %d, want 3 and 0", len(d.Persons), len(d.Faces))
+		}
+		want := []struct {
+			box        streams.Box
+			confidence float32
+			vector     []float32
+			model      string
+		}{
+			{streams.Box{412, 96, 570, 467}, 0.96875, bodyVector(1), "person-reid-256"},
+			// Fractional pixels round to the nearest one.
+			{streams.Box{1105, 210, 1203, 451}, 0.8125, bodyVector(2), "person-reid-256"},
+			{streams.Box{20, 300, 80, 450}, 0.5, nil, ""},
+		}
+		for i, w := range want {
+			p := d.Persons[i]
+			if p.Box != w.box || p.Confidence != w.confidence || !slices.Equal(p.Embedding, w.vector) || p.ModelName != w.model {
+				t.Errorf("person %d: box %v confidence %v model %q %d-d vector, want %v %v %q %d-d (values by the formula)",
+					i+1, p.Box, p.Confidence, p.ModelName, len(p.Embedding), w.box, w.confidence, w.model, len(w.vector))
+			}
+		}
+	})
+	t.Run("face sub-objects in every vector encoding", func(t *testing.T) {
+		d, err := ParseDetections(fixtureCamera, testenv.SceneScapeFixture(t, "data-camera-faces.json"), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Timestamp.Equal(at(t, "2026-03-09T08:15:30.350Z")) {
+			t.Fatalf("timestamp %v", d.Timestamp)
+		}
+		if len(d.Persons) != 6 || len(d.Faces) != 6 {
+			t.Fatalf("persons %d faces %d, want 6 and 6", len(d.Persons), len(d.Faces))
+		}
+		boxes := []streams.Box{{455, 104, 519, 184}, {680, 130, 740, 202}, {900, 150, 956, 218}, {1075, 168, 1127, 232}, {1230, 186, 1278, 246}, {128, 206, 172, 260}}
+		encodings := []string{"base64", "JSON list", "nested list", "JSON string of a list", "JSON string of a nested list", "no vector"}
+		for i, f := range d.Faces {
+			var vec []float32
+			model := ""
+			if i < 5 {
+				vec, model = faceVector(i+1), "fr_feature"
+			}
+			if f.Box != boxes[i] || f.Confidence != 0.75+float32(i+1)/32 || !slices.Equal(f.Embedding, vec) || f.ModelName != model {
+				t.Errorf("face %d (%s): box %v confidence %v model %q %d-d vector", i+1, encodings[i], f.Box, f.Confidence, f.ModelName, len(f.Embedding))
+			}
+		}
+		for i, p := range d.Persons {
+			var vec []float32
+			if i < 2 {
+				vec = bodyVector(i + 1)
+			}
+			if !slices.Equal(p.Embedding, vec) {
+				t.Errorf("person %d: %d-d body vector, want %d-d", i+1, len(p.Embedding), len(vec))
+			}
+		}
+	})
+	t.Run("camera image", func(t *testing.T) {
+		ci, err := ParseCameraImage(fixtureCamera, testenv.SceneScapeFixture(t, "image-camera.json"), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := jpeg.DecodeConfig(bytes.NewReader(ci.JPEG))
+		if err != nil || cfg.Width != 32 || cfg.Height != 24 {
+			t.Fatalf("image %dx%d: %v", cfg.Width, cfg.Height, err)
+		}
+		if ci.CameraID != fixtureCamera || !ci.Timestamp.Equal(at(t, "2026-03-09T08:15:30.300Z")) {
+			t.Fatalf("camera %q at %v", ci.CameraID, ci.Timestamp)
+		}
+	})
+	t.Run("region entered", func(t *testing.T) {
+		ev, err := ParseRegionEvent(fixtureScene, fixtureRegion, testenv.SceneScapeFixture(t, "region-entered.json"), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.SceneName != "lobby" || ev.RegionName != "checkout-queue" || !ev.Timestamp.Equal(at(t, "2026-03-09T08:15:31Z")) {
+			t.Fatalf("region event %q/%q at %v", ev.SceneName, ev.RegionName, ev.Timestamp)
+		}
+		if len(ev.Entered) != 2 || len(ev.Exited) != 0 {
+			t.Fatalf("entered %d exited %d, want 2 and 0", len(ev.Entered), len(ev.Exited))
+		}
+		a, b := ev.Entered[0], ev.Entered[1]
+		if a.ID != "499e833a-f4e0-44a9-9085-93603211f6df" || !slices.Equal(a.Cameras, []string{fixtureCamera}) ||
+			!maps.Equal(a.CameraBounds, map[string]streams.Box{fixtureCamera: {452, 96, 610, 467}}) || a.Dwell != 0 {
+			t.Errorf("first object %+v", a)
+		}
+		if b.ID != "56ade876-dc22-4d98-bfec-3aa839ea1876" || !slices.Equal(b.Cameras, []string{fixtureCamera, "aisle-cam"}) ||
+			!maps.Equal(b.CameraBounds, map[string]streams.Box{fixtureCamera: {650, 130, 790, 480}, "aisle-cam": {88, 40, 208, 350}}) {
+			t.Errorf("second object %+v", b)
+		}
+	})
+	t.Run("region exited with dwell", func(t *testing.T) {
+		ev, err := ParseRegionEvent(fixtureScene, fixtureRegion, testenv.SceneScapeFixture(t, "region-exited.json"), lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ev.Timestamp.Equal(at(t, "2026-03-09T08:16:13.750Z")) || len(ev.Entered) != 0 || len(ev.Exited) != 1 {
+			t.Fatalf("region event at %v: entered %d exited %d, want 0 and 1", ev.Timestamp, len(ev.Entered), len(ev.Exited))
+		}
+		if x := ev.Exited[0]; x.ID != "499e833a-f4e0-44a9-9085-93603211f6df" || x.Dwell != 42.75 || x.CameraBounds[fixtureCamera] != (streams.Box{452, 96, 610, 467}) {
+			t.Fatalf("exited %+v", x)
+		}
+	})
 }
 
 func TestParseEmbeddingEncodings(t *testing.T) {

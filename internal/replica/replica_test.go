@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -132,13 +133,12 @@ func TestPOIReplicasFollowControlEvents(t *testing.T) {
 	}
 	wait := func(p *POI, want int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for p.Index().Count() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("replica holds %d vectors, want %d", p.Index().Count(), want)
+		testenv.EventuallyNil(t, 30*time.Second, fmt.Sprintf("the replica to hold %d vectors", want), func() error {
+			if got := p.Index().Count(); got != want {
+				return fmt.Errorf("it holds %d", got)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	early := start()
 	vec := []float32{1, 0, 0, 0, 0, 0, 0, 0}

@@ -159,16 +159,11 @@ func FrameJSON(jpeg []byte, ts time.Time) []byte {
 	return b
 }
 
-// Eventually polls cond every 50 ms until it holds or within passes.
+// Eventually is testenv.Eventually, kept here for the tests that already
+// call it through this package.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, within, what, cond)
 }
 
 // Enroll posts photos (by name, from the set-up's photos) to

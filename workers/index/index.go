@@ -469,8 +469,8 @@ func (s *Stage) step(ctx context.Context, st *state, it *item, frame func() ([]b
 					kept = append(kept, f)
 				}
 			}
-			if dropped := len(obs.Faces) - len(kept); dropped > 0 {
-				s.m.Rejected.WithLabelValues("index", "no_frame").Add(float64(dropped))
+			if len(kept) < len(obs.Faces) {
+				s.m.Rejected.WithLabelValues("index", "no_frame").Inc() // counted per message, as persons are
 			}
 			obs.Faces = kept
 		} else {
