@@ -159,9 +159,10 @@ func (s *Stage) partLock(p int) *sync.Mutex {
 
 // item is one message of a batch, decoded.
 type item struct {
-	seq uint64
-	obs streams.Observation
-	err error
+	seq       uint64
+	delivered uint64
+	obs       streams.Observation
+	err       error
 	// detect: a frame whose faces the detection service must find; persons:
 	// SceneScape persons without face sub-objects, searched for faces on
 	// the camera's latest frame.
@@ -222,7 +223,7 @@ func (s *Stage) decode(msg jetstream.Msg) item {
 	if err != nil {
 		return item{err: pool.Permanent("bad_metadata", fmt.Errorf("index: metadata: %w", err))}
 	}
-	it := item{seq: meta.Sequence.Stream}
+	it := item{seq: meta.Sequence.Stream, delivered: meta.NumDelivered}
 	kind, _, _, err := streams.SplitIngest(msg.Subject())
 	if err != nil {
 		it.err = pool.Permanent("bad_subject", err)
@@ -358,6 +359,12 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 	for k, i := range idx {
 		it := &items[i]
 		if it.seq <= st.Seq {
+			if it.delivered <= 1 {
+				// Never delivered before, yet older than what was applied:
+				// the camera's order was broken upstream.
+				s.log.Warn("message older than the camera's applied state", "camera", cam, "seq", it.seq, "applied", st.Seq)
+			}
+			s.log.Info("DEBUGSKIP", "camera", cam, "seq", it.seq, "applied", st.Seq, "delivered", it.delivered)
 			continue // applied before a crash or a redelivery
 		}
 		err := it.err

@@ -268,7 +268,7 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 		}
 		return
 	}
-	g.settle(ctx, name, log)
+	gt := g.settle(ctx, name, log)
 	g.h.Acquired(ctx, p)
 	defer g.h.Released(p)
 	// Handlers finish what they hold after ctx ends (a handover waits for
@@ -283,7 +283,11 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 			}
 			continue
 		}
-		g.drain(hctx, p, batch)
+		g.drain(hctx, p, batch, gt)
+		if late := gt.admit(nil, time.Now()); len(late) > 0 {
+			g.handle(hctx, p, late) // held past the deadline: the old deliveries are not coming back
+		}
+		gt.keepAlive()
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
 			log.Debug("fetch ended", "error", err)
 		}
@@ -295,18 +299,30 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 // (a hand-over from a live owner: at once), or Settle passes (an owner that
 // died: its deliveries are then due for redelivery, which JetStream serves
 // before anything newer).
-func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) {
+//
+// It returns the gate that holds back anything newer than what the previous
+// owner was given until those deliveries have come back: JetStream serves
+// redeliveries first, and the gate makes the order independent of that.
+func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate {
 	deadline := time.Now().Add(g.cfg.Settle)
-	for time.Now().Before(deadline) {
+	var info *jetstream.ConsumerInfo
+	for {
 		c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
-		if err == nil && c.CachedInfo().NumAckPending == 0 {
-			return
+		if err == nil {
+			info = c.CachedInfo()
+			if info.NumAckPending == 0 {
+				return &gate{}
+			}
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
-			return
+		if time.Now().After(deadline) || !sleep(ctx, 100*time.Millisecond) {
+			break
 		}
 	}
-	log.Info("took over a partition with unacknowledged deliveries after waiting for their redelivery", "waited", g.cfg.Settle)
+	if info == nil {
+		return &gate{}
+	}
+	log.Info("took over a partition with unacknowledged deliveries", "waited", g.cfg.Settle, "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
+	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: time.Now().Add(2*g.cfg.AckWait + g.cfg.FetchWait)}
 }
 
 // consumer binds the partition's consumer, retrying while the stream is
@@ -326,7 +342,7 @@ func (g *Group) consumer(ctx context.Context, name string) (jetstream.Consumer, 
 // drain handles a fetch's messages as they arrive: whatever has arrived is
 // handled together, so a busy partition is handled in large batches and an
 // idle one without waiting for a batch to fill.
-func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch) {
+func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate) {
 	ch := batch.Messages()
 	for {
 		msg, ok := <-ch
@@ -346,7 +362,9 @@ func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch) 
 				break more
 			}
 		}
-		g.handle(ctx, p, msgs)
+		if msgs = gt.admit(msgs, time.Now()); len(msgs) > 0 {
+			g.handle(ctx, p, msgs)
+		}
 	}
 }
 

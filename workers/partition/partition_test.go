@@ -3,6 +3,9 @@ package partition
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestAssignSplitsEvenlyAndAgrees(t *testing.T) {
@@ -37,5 +40,65 @@ func TestAssignSplitsEvenlyAndAgrees(t *testing.T) {
 func TestKeySafe(t *testing.T) {
 	if got := keySafe("host.name-1/x y"); got != "host_name-1_x_y" {
 		t.Fatalf("keySafe = %q", got)
+	}
+}
+
+// fakeMsg is a message that knows only its stream sequence.
+type fakeMsg struct {
+	jetstream.Msg
+	seq uint64
+}
+
+func (m fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+}
+
+func seqs(msgs []jetstream.Msg) []uint64 {
+	var out []uint64
+	for _, m := range msgs {
+		out = append(out, seqOf(m))
+	}
+	return out
+}
+
+func msgsOf(s ...uint64) []jetstream.Msg {
+	var out []jetstream.Msg
+	for _, q := range s {
+		out = append(out, fakeMsg{seq: q})
+	}
+	return out
+}
+
+func TestGateHoldsNewerMessagesUntilTheOldOnesReturn(t *testing.T) {
+	now := time.Now()
+	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Minute)}
+	// Newer messages first: held.
+	if got := g.admit(msgsOf(25, 30), now); len(got) != 0 {
+		t.Fatalf("let %v through before the old deliveries", seqs(got))
+	}
+	// Two of the three old ones: through, in order; the newer still held.
+	if got := seqs(g.admit(msgsOf(18, 12, 31), now)); !slices.Equal(got, []uint64{12, 18}) {
+		t.Fatalf("got %v, want [12 18]", got)
+	}
+	// The last old one releases everything, in stream order.
+	if got := seqs(g.admit(msgsOf(15), now)); !slices.Equal(got, []uint64{15, 25, 30, 31}) {
+		t.Fatalf("got %v, want [15 25 30 31]", got)
+	}
+	// Open from then on.
+	if got := seqs(g.admit(msgsOf(40), now)); !slices.Equal(got, []uint64{40}) {
+		t.Fatalf("got %v after the gate opened", got)
+	}
+}
+
+func TestGateOpensAtItsDeadline(t *testing.T) {
+	now := time.Now()
+	g := &gate{upTo: 20, remaining: 2, until: now.Add(time.Second)}
+	g.admit(msgsOf(22, 21), now)
+	if got := seqs(g.admit(nil, now.Add(2*time.Second))); !slices.Equal(got, []uint64{21, 22}) {
+		t.Fatalf("got %v at the deadline, want the held [21 22]", got)
+	}
+	var zero gate
+	if got := seqs(zero.admit(msgsOf(3, 1), now)); !slices.Equal(got, []uint64{3, 1}) {
+		t.Fatalf("the zero gate reordered or held: %v", got)
 	}
 }
