@@ -40,6 +40,7 @@ type benchFlags struct {
 	images            bool
 	frameGlob, size   string
 	jsonOut           bool
+	bareAddr          string
 }
 
 func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
@@ -51,7 +52,7 @@ func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
 	fs.BoolVar(&b.o.Step, "step", false, "search for the highest sustained load")
 	fs.Float64Var(&b.o.StepFactor, "step-factor", 1.25, "growth of the load between steps")
 	fs.StringVar(&b.natsURL, "nats", "nats://127.0.0.1:4222", "the deployment's NATS (model, backlog)")
-	fs.StringVar(&b.apiURL, "api", "http://127.0.0.1:8000", "the deployment's API (enrolments)")
+	fs.StringVar(&b.apiURL, "api", "http://127.0.0.1:8000", "the deployment's API (enrolments; empty: enrol nobody)")
 	fs.StringVar(&b.metrics, "metrics", "http://127.0.0.1:8000/metrics", "comma-separated /metrics of the deployment's processes")
 	fs.StringVar(&b.photos, "photos", ".assets/photos", "folder of face photos")
 	fs.StringVar(&b.enroll, "enroll", "chuck_crop.jpg,fragrance-George-Clooney-main_crop.jpg,bill-murray-snl_crop.jpg,kim1_crop.jpg,obama4_crop.jpg,queen20_crop.jpg,ri_1_crop.jpg,terminator_crop.jpg,walter2_crop.jpg,joconde_crop.jpg",
@@ -63,12 +64,20 @@ func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
 	fs.StringVar(&b.frameGlob, "glob", "franck_0*.jpg", "frames: photos inside --photos")
 	fs.StringVar(&b.size, "size", "1920x1080", "frames: scale the photos onto frames of this size (empty: as they are)")
 	fs.BoolVar(&b.jsonOut, "json", false, "print the steps as JSON")
+	fs.StringVar(&b.o.Stage, "stage", "index", "the stage whose processed messages count as done (bare: the bare bridge)")
+	fs.StringVar(&b.bareAddr, "bare-addr", "127.0.0.1:9109", "bare: where the bare bridge serves /metrics")
 }
 
 func runBench(ctx context.Context, cfg config.Config, mode string, b benchFlags, log *slog.Logger, stdout, stderr io.Writer) int {
-	b.o.Mode, b.o.Stage, b.o.MetricsURLs = mode, "index", splitList(b.metrics)
-	if mode != "scenescape" && mode != "frames" {
-		fmt.Fprintf(stderr, "poi bench: mode must be scenescape or frames, got %q\n", mode)
+	b.o.Mode, b.o.MetricsURLs = mode, splitList(b.metrics)
+	switch mode {
+	case "scenescape", "frames":
+	case "bare":
+		return runBareBridge(ctx, cfg, b, log, stderr)
+	case "floor":
+		return runFloor(ctx, cfg, b, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "poi bench: mode must be scenescape, frames, bare or floor, got %q\n", mode)
 		return 2
 	}
 	mq, err := mqttclient.Connect(ctx, mqttclient.Options{URL: cfg.MQTT.BrokerURL(), Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
@@ -149,9 +158,11 @@ func sceneSources(ctx context.Context, nc *nats.Conn, mq *mqttclient.Client, b b
 		if err != nil {
 			return nil, err
 		}
-		id, err := enrollPOI(ctx, b.apiURL, name, img)
-		if err != nil {
-			return nil, err
+		id := "" // no API (the bare baseline): nothing to alert
+		if b.apiURL != "" {
+			if id, err = enrollPOI(ctx, b.apiURL, name, img); err != nil {
+				return nil, err
+			}
 		}
 		visitors = append(visitors, loadgen.Person{Box: [4]int{100, 200, 180, 400}, Vector: v, POI: id})
 	}
@@ -192,24 +203,11 @@ func sceneSources(ctx context.Context, nc *nats.Conn, mq *mqttclient.Client, b b
 	}, nil
 }
 
-// frameSources loads the photos, scaled onto frames of --size.
+// frameSources builds cameras that send the frames of --glob.
 func frameSources(b benchFlags) (func(int) ([]loadgen.Source, error), error) {
-	files, err := filepath.Glob(filepath.Join(b.photos, b.frameGlob))
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("frames: no photos match %s in %s", b.frameGlob, b.photos)
-	}
-	var jpegs [][]byte
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if b.size != "" {
-			if raw, err = scaleOnto(raw, b.size); err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-		}
-		jpegs = append(jpegs, raw)
+	jpegs, err := loadFrames(b)
+	if err != nil {
+		return nil, err
 	}
 	return func(n int) ([]loadgen.Source, error) {
 		out := make([]loadgen.Source, n)
