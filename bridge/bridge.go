@@ -51,11 +51,15 @@ type Config struct {
 	// PublishTimeout is how long a message is retried while JetStream is
 	// full or unreachable before it is counted as rejected.
 	PublishTimeout time.Duration
+	// Window bounds each worker's publishes awaiting JetStream's ack: a
+	// worker sends the next message without waiting for the last one's
+	// round trip, and acknowledges MQTT as the acks come back, in order.
+	Window int
 }
 
 // DefaultConfig is what `poi run` uses.
 func DefaultConfig() Config {
-	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second}
+	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second, Window: 128}
 }
 
 // Bridge is the MQTT → JetStream bridge.
@@ -111,11 +115,21 @@ func (b *Bridge) Subscribe(ctx context.Context) error {
 func (b *Bridge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, q := range b.queues {
-		wg.Add(1)
+		wg.Add(2)
+		window := make(chan inflight, max(1, b.cfg.Window))
 		go func() {
 			defer wg.Done()
+			defer close(window)
 			for msg := range q {
-				b.process(context.WithoutCancel(ctx), msg)
+				if f, ok := b.process(context.WithoutCancel(ctx), msg); ok {
+					window <- f
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for f := range window {
+				b.complete(context.WithoutCancel(ctx), f)
 			}
 		}()
 	}
@@ -144,11 +158,20 @@ func (b *Bridge) route(topic string) int {
 	return int(h.Sum32() % uint32(len(b.queues)))
 }
 
-// process turns one MQTT message into one JetStream message.
-func (b *Bridge) process(ctx context.Context, msg paho.Message) {
+// inflight is a message handed to JetStream whose ack is awaited.
+type inflight struct {
+	msg    paho.Message
+	out    *nats.Msg
+	fut    jetstream.PubAckFuture // nil: the async publish could not start
+	camera string
+	start  time.Time
+}
+
+// process turns one MQTT message into one JetStream message and starts
+// publishing it; complete finishes it. Rejected input is acknowledged here.
+func (b *Bridge) process(ctx context.Context, msg paho.Message) (inflight, bool) {
 	b.m.Received.WithLabelValues("bridge").Inc()
 	start := time.Now()
-	defer func() { b.m.Latency.WithLabelValues("bridge").Observe(time.Since(start).Seconds()) }()
 	out, camera, err := b.convert(msg.Topic(), msg.Payload())
 	if err != nil {
 		reason := "invalid"
@@ -159,21 +182,55 @@ func (b *Bridge) process(ctx context.Context, msg paho.Message) {
 		b.m.Rejected.WithLabelValues("bridge", reason).Inc()
 		b.log.Warn("rejected mqtt message", "topic", msg.Topic(), "bytes", len(msg.Payload()), "reason", reason, "error", err)
 		msg.Ack() // bad input does not get better by redelivery
-		return
+		return inflight{}, false
 	}
 	out.Header.Set(jetstream.MsgIDHeader, MsgID(msg.Topic(), msg.Payload()))
-	if err := b.publish(ctx, out); err != nil {
+	f := inflight{msg: msg, out: out, camera: camera, start: start}
+	if fut, err := b.js.PublishMsgAsync(out); err == nil {
+		f.fut = fut
+	}
+	return f, true
+}
+
+// complete waits for a publish's ack (retrying it while JetStream is full
+// or unreachable) and then acknowledges the MQTT message. Acks come back
+// in the order of the publishes, so a camera's MQTT messages are
+// acknowledged in order. A publish that failed is redone after later ones
+// of its worker were sent: its camera's order can break at the edge of a
+// JetStream outage, which the tracker logs when it sees it.
+func (b *Bridge) complete(ctx context.Context, f inflight) {
+	defer func() { b.m.Latency.WithLabelValues("bridge").Observe(time.Since(f.start).Seconds()) }()
+	var err error = errPublishNotStarted
+	if f.fut != nil {
+		t := time.NewTimer(b.cfg.PublishTimeout)
+		select {
+		case <-f.fut.Ok():
+			err = nil
+		case err = <-f.fut.Err():
+		case <-t.C:
+			err = fmt.Errorf("publish %s: no ack within %s", f.out.Subject, b.cfg.PublishTimeout)
+		}
+		t.Stop()
+	}
+	if err != nil {
+		err = b.publish(ctx, f.out)
+	}
+	if err != nil {
 		b.m.Rejected.WithLabelValues("bridge", "jetstream_unavailable").Inc()
-		b.log.Error("dropping mqtt message after retries: jetstream did not store it", "topic", msg.Topic(), "error", err)
-		msg.Ack()
+		b.log.Error("dropping mqtt message after retries: jetstream did not store it", "topic", f.msg.Topic(), "error", err)
+		f.msg.Ack()
 		return
 	}
-	msg.Ack()
+	f.msg.Ack()
 	b.m.Processed.WithLabelValues("bridge").Inc()
-	if camera != "" {
-		b.markSeen(ctx, camera)
+	if f.camera != "" {
+		b.markSeen(ctx, f.camera)
 	}
 }
+
+// errPublishNotStarted marks a message whose asynchronous publish could not
+// be started (too many in flight): it is published synchronously instead.
+var errPublishNotStarted = errors.New("asynchronous publish not started")
 
 // publish retries while JetStream is full (DiscardNew) or unreachable, so a
 // burst is absorbed by waiting, bounded by PublishTimeout.

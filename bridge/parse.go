@@ -265,12 +265,25 @@ func ParseDetections(camera string, payload []byte, lim Limits) (streams.Detecti
 	return d, nil
 }
 
+// jsonString reads a JSON string. A string without escapes (base64 needs
+// none) is taken as it is: a second JSON pass over kilobytes of base64 cost
+// more than decoding it.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 && bytes.IndexByte(raw[1:n-1], '"') < 0 {
+		return string(raw[1 : n-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
 // ParseEmbedding accepts every encoding SceneScape publishers use: base64 of
 // little-endian float32s, a JSON list, a nested [[...]] list, or a JSON
 // string holding one of those. Values must be finite.
 func ParseEmbedding(raw json.RawMessage, maxDim int) ([]float32, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
+	if s, ok := jsonString(raw); ok {
 		t := strings.TrimSpace(s)
 		if strings.HasPrefix(t, "[") {
 			return ParseEmbedding(json.RawMessage(t), maxDim)

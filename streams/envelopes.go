@@ -114,7 +114,9 @@ type ExternalObject struct {
 	Box        Box     `json:"box"`
 	Confidence float32 `json:"confidence"`
 	Embedding  Vector  `json:"embedding,omitempty"`
-	ModelName  string  `json:"model_name,omitempty"`
+	// Dim is the length of Embedding, which travels in the message body.
+	Dim       int    `json:"dim,omitempty"`
+	ModelName string `json:"model_name,omitempty"`
 }
 
 // Detections is a SceneScape camera message reduced to what the pipeline
@@ -195,7 +197,7 @@ type Sample struct {
 	Timestamp time.Time `json:"timestamp"`
 	Box       Box       `json:"box"`
 	Model     string    `json:"model"`
-	Vector    Vector    `json:"vector"`
+	Vector    Vector    `json:"vector,omitempty"` // the message body on the wire
 }
 
 // Sighting is a tracked face with an embedding, for the alert stage
@@ -209,7 +211,7 @@ type Sighting struct {
 	Box         Box       `json:"box"`
 	Confidence  float32   `json:"confidence"`
 	Model       string    `json:"model"`
-	Embedding   Vector    `json:"embedding"`
+	Embedding   Vector    `json:"embedding,omitempty"` // the message body on the wire
 }
 
 // RefVector is one reference vector of a POI.
@@ -280,31 +282,153 @@ func (h Header) Version() int { return h.V }
 // pipeline's CPU in encoding alone.
 const MetaHeader = "Poi-Meta"
 
-// bodied is an envelope whose JPEG is the message body.
-type bodied interface{ body() *[]byte }
+// bodied is an envelope whose bulk travels as the raw message body, outside
+// the JSON of MetaHeader: a JPEG, or vectors as little-endian float32s.
+// Encoding a 512-d vector into JSON and back, even as base64, made JSON
+// scanning half of the pipeline's CPU at thousands of messages a second.
+type bodied interface {
+	// takeBody returns the body and leaves the envelope without it until
+	// restore is called.
+	takeBody() (body []byte, restore func())
+	// putBody gives the envelope its body back after its JSON is decoded.
+	putBody(body []byte) error
+}
 
-func (f *Frame) body() *[]byte       { return &f.JPEG }
-func (c *CameraImage) body() *[]byte { return &c.JPEG }
-func (o *Observation) body() *[]byte { return &o.FrameJPEG }
+func (f *Frame) takeBody() ([]byte, func())       { return f.JPEG, func() {} }
+func (f *Frame) putBody(b []byte) error           { f.JPEG = b; return nil }
+func (c *CameraImage) takeBody() ([]byte, func()) { return c.JPEG, func() {} }
+func (c *CameraImage) putBody(b []byte) error     { c.JPEG = b; return nil }
+func (o *Observation) takeBody() ([]byte, func()) { return o.FrameJPEG, func() {} }
+func (o *Observation) putBody(b []byte) error     { o.FrameJPEG = b; return nil }
 
-// NewMsg encodes an envelope (a pointer) for subject: envelopes with a JPEG
-// as MetaHeader JSON plus the raw JPEG body, the others as a JSON body.
+func (s *Sighting) takeBody() ([]byte, func()) {
+	v := s.Embedding
+	s.Embedding = nil
+	return FloatBytes(v), func() { s.Embedding = v }
+}
+
+func (s *Sighting) putBody(b []byte) error {
+	if len(b) == 0 {
+		return nil // an older message with its vector in the JSON
+	}
+	v, err := BytesFloats(b)
+	s.Embedding = v
+	return err
+}
+
+func (s *Sample) takeBody() ([]byte, func()) {
+	v := s.Vector
+	s.Vector = nil
+	return FloatBytes(v), func() { s.Vector = v }
+}
+
+func (s *Sample) putBody(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	v, err := BytesFloats(b)
+	s.Vector = v
+	return err
+}
+
+// takeBody concatenates the objects' vectors, faces first, each object
+// keeping its length in Dim.
+func (d *Detections) takeBody() ([]byte, func()) {
+	var body []byte
+	var saved []Vector
+	for _, objs := range [][]ExternalObject{d.Faces, d.Persons} {
+		for i := range objs {
+			saved = append(saved, objs[i].Embedding)
+			body = append(body, FloatBytes(objs[i].Embedding)...)
+			objs[i].Dim, objs[i].Embedding = len(objs[i].Embedding), nil
+		}
+	}
+	return body, func() {
+		k := 0
+		for _, objs := range [][]ExternalObject{d.Faces, d.Persons} {
+			for i := range objs {
+				objs[i].Embedding, objs[i].Dim = saved[k], 0
+				k++
+			}
+		}
+	}
+}
+
+func (d *Detections) putBody(b []byte) error {
+	all, err := BytesFloats(b)
+	if err != nil {
+		return err
+	}
+	off := 0
+	for _, objs := range [][]ExternalObject{d.Faces, d.Persons} {
+		for i := range objs {
+			n := objs[i].Dim
+			if n == 0 {
+				continue
+			}
+			if n < 0 || off+n > len(all) {
+				return fmt.Errorf("decode detections: vectors of %d floats in a body of %d", off+n, len(all))
+			}
+			objs[i].Embedding, objs[i].Dim = all[off:off+n:off+n], 0
+			off += n
+		}
+	}
+	if off != len(all) {
+		return fmt.Errorf("decode detections: %d floats in the body, %d described", len(all), off)
+	}
+	return nil
+}
+
+// FloatBytes encodes v as little-endian float32s.
+func FloatBytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	out := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+	}
+	return out
+}
+
+// BytesFloats decodes little-endian float32s.
+func BytesFloats(b []byte) ([]float32, error) {
+	if len(b)%4 != 0 {
+		return nil, fmt.Errorf("vector of %d bytes is not a whole number of float32s", len(b))
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out, nil
+}
+
+// NewMsg encodes an envelope (a pointer) for subject: bodied envelopes as
+// MetaHeader JSON plus the raw body, the others as a JSON body.
 func NewMsg(subject string, v any) (*nats.Msg, error) {
+	m := nats.NewMsg(subject)
+	if b, ok := v.(bodied); ok {
+		body, restore := b.takeBody()
+		meta, err := json.Marshal(v)
+		restore()
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", subject, err)
+		}
+		m.Header.Set(MetaHeader, string(meta))
+		m.Data = body
+		return m, nil
+	}
 	meta, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
-	}
-	m := nats.NewMsg(subject)
-	if b, ok := v.(bodied); ok {
-		m.Header.Set(MetaHeader, string(meta))
-		m.Data = *b.body()
-		return m, nil
 	}
 	m.Data = meta
 	return m, nil
 }
 
-// DecodeMsg reverses NewMsg and rejects a version it does not know.
+// DecodeMsg reverses NewMsg and rejects a version it does not know. A
+// bodied envelope without MetaHeader whose body is JSON is an older message
+// (vectors inside the JSON), still replayed from the streams that keep them.
 func DecodeMsg(h nats.Header, data []byte, v interface{ Version() int }) error {
 	b, ok := v.(bodied)
 	if !ok {
@@ -312,14 +436,23 @@ func DecodeMsg(h nats.Header, data []byte, v interface{ Version() int }) error {
 	}
 	meta := h.Get(MetaHeader)
 	if meta == "" {
+		if _, jpeg := v.(interface{ isJPEG() }); !jpeg && len(data) > 0 && data[0] == '{' {
+			return Decode(data, v)
+		}
 		return fmt.Errorf("decode envelope: no %s header", MetaHeader)
 	}
 	if err := Decode([]byte(meta), v); err != nil {
 		return err
 	}
-	*b.body() = data
+	if err := b.putBody(data); err != nil {
+		return fmt.Errorf("decode envelope: %w", err)
+	}
 	return nil
 }
+
+func (*Frame) isJPEG()       {}
+func (*CameraImage) isJPEG() {}
+func (*Observation) isJPEG() {}
 
 // Decode unmarshals an envelope and rejects a version it does not know.
 func Decode(data []byte, v interface{ Version() int }) error {

@@ -139,6 +139,8 @@ type Pipeline struct {
 	AlertCooldown      time.Duration `yaml:"alert_cooldown"`
 	Retention          time.Duration `yaml:"retention"`
 	MaxDeliver         int           `yaml:"max_deliver"`
+	// AlertConcurrency bounds the sightings a process checks at once.
+	AlertConcurrency int `yaml:"alert_concurrency"`
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
@@ -416,6 +418,9 @@ func (c Config) Validate() error {
 	}
 	if c.Face.MinFacePx < 1 {
 		bad("face.min_face_px", "must be at least 1, got %d", c.Face.MinFacePx)
+	}
+	if c.Pipeline.AlertConcurrency < 1 {
+		bad("pipeline.alert_concurrency", "must be at least 1, got %d", c.Pipeline.AlertConcurrency)
 	}
 	pt := c.Partitions
 	if pt.Count < 1 || pt.Count > 1024 {

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // MaxPayload is the largest NATS message the service sends.
@@ -54,6 +55,10 @@ func StartNATS(host string, port int, dataDir string, log *slog.Logger) (*NATS, 
 	log.Info("embedded nats-server started", "url", srv.ClientURL(), "store", opts.StoreDir)
 	return &NATS{srv: srv}, nil
 }
+
+// InProcess is the server for nats.InProcessServer: clients in the same
+// process connect to it without a socket.
+func (n *NATS) InProcess() nats.InProcessConnProvider { return n.srv }
 
 // URL is the client URL of the server.
 func (n *NATS) URL() string { return n.srv.ClientURL() }

@@ -96,39 +96,50 @@ func Jitter(r *rand.Rand, v []float32, sd float64) []float32 {
 }
 
 // Scene is a simulated SceneScape camera: persons that stay (strangers,
-// whose tracks continue) and visitor slots that show an enrolled face for
-// a while, then a different one (each visit a new track, so an alert).
+// whose tracks continue) and a visitor slot that shows each enrolled face
+// in turn for Visit, at a new place each time. A POI comes back only after
+// every other has been shown, which with 10 POIs and a visit of 700 ms is
+// longer than the tracker's silence window: each visit is a new track, so
+// an alert.
 type Scene struct {
 	Camera string
 	// Strangers keep their vector and box.
 	Strangers []Person
-	// Visitors are the enrolled faces shown in turn in the visitor slot.
+	// Visitors are the enrolled faces shown in turn.
 	Visitors []Person
-	// VisitMessages is how many messages one visit lasts.
-	VisitMessages int
+	Visit    time.Duration
 
-	n     int
-	visit int
+	start time.Time
+	visit int64
 }
 
-// Next returns the persons of the camera's next message and, when a visit
+// visitPlaces is how many places a visitor appears at before one repeats:
+// a grid far larger than the silence window covers, so IoU never links a
+// visitor to the track of an earlier one.
+const visitCols, visitRows = 19, 4
+
+// Next returns the persons of the camera's message at now and, when a visit
 // begins with it, the POI that starts being visible.
-func (s *Scene) Next(r *rand.Rand) (persons []Person, visitStart string) {
+func (s *Scene) Next(r *rand.Rand, now time.Time) (persons []Person, visitStart string) {
 	for _, p := range s.Strangers {
-		persons = append(persons, Person{Box: p.Box, Vector: Jitter(r, p.Vector, 0.01), POI: ""})
+		persons = append(persons, Person{Box: p.Box, Vector: Jitter(r, p.Vector, 0.01)})
 	}
-	if len(s.Visitors) > 0 {
-		if s.n%max(1, s.VisitMessages) == 0 {
-			s.visit = (s.n / max(1, s.VisitMessages)) % len(s.Visitors)
-			visitStart = s.Visitors[s.visit].POI
-		}
-		v := s.Visitors[s.visit]
-		// A visitor enters at a different place each time, so IoU does not
-		// link it to the previous visitor's track either.
-		box := v.Box
-		box[0] += (s.n / max(1, s.VisitMessages) % 4) * box[2]
-		persons = append(persons, Person{Box: box, Vector: Jitter(r, v.Vector, 0.01), POI: v.POI})
+	if len(s.Visitors) == 0 {
+		return persons, ""
 	}
-	s.n++
+	if s.start.IsZero() {
+		s.start, s.visit = now, -1
+	}
+	k := int64(now.Sub(s.start) / max(s.Visit, time.Millisecond))
+	if k != s.visit {
+		s.visit = k
+		visitStart = s.Visitors[k%int64(len(s.Visitors))].POI
+	}
+	v := s.Visitors[k%int64(len(s.Visitors))]
+	place := k % (visitCols * visitRows)
+	box := v.Box
+	box[0] += int(place%visitCols) * 2 * box[2]
+	box[1] += int(place/visitCols) * 2 * box[3]
+	persons = append(persons, Person{Box: box, Vector: Jitter(r, v.Vector, 0.01), POI: v.POI})
 	return persons, visitStart
 }

@@ -15,7 +15,7 @@ type SceneSource struct {
 
 // Next implements Source.
 func (s *SceneSource) Next(r *rand.Rand, now time.Time) (string, []byte, string) {
-	persons, visit := s.Scene.Next(r)
+	persons, visit := s.Scene.Next(r, now)
 	b, err := SceneScapeMessage(s.Scene.Camera, now, s.Rate, persons, s.Model)
 	if err != nil {
 		return "", nil, ""

@@ -132,7 +132,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		}
 		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention},
 			poiReplica.Index(), n.store, n.js, pub, n.metrics, n.log)
-		addPool("alert", streams.ConsumerAlert, streams.Sightings, 8, a.Handle)
+		addPool("alert", streams.ConsumerAlert, streams.Sightings, p.AlertConcurrency, a.Handle)
 	}
 	if n.roles.Bridge {
 		b := bridge.New(bridge.DefaultConfig(), n.mqtt, n.js, n.store, n.metrics, n.log)

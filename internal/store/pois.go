@@ -234,28 +234,30 @@ type Appearance struct {
 // RecordAppearance keeps the best similarity of a POI on a track.
 func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, ttl time.Duration) error {
 	k := s.keys
-	key := k.POIAppearance(poi, a.TrackID)
-	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		prev, err := tx.HGet(ctx, key, "similarity").Float64()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			if errors.Is(err, redis.Nil) || a.Similarity > prev {
-				p.HSet(ctx, key, "similarity", strconv.FormatFloat(a.Similarity, 'f', 6, 64), "best_match_time", a.BestTime.UTC().Format(time.RFC3339Nano))
-			}
-			p.ZAddNX(ctx, k.POIAppearances(poi), redis.Z{Score: float64(a.BestTime.UnixMilli()), Member: a.TrackID})
-			p.Expire(ctx, key, ttl)
-			p.Expire(ctx, k.POIAppearances(poi), ttl)
-			return nil
-		})
-		return err
-	}, key)
-	if err != nil {
+	err := s.appearanceScript.Run(ctx, s.rdb, []string{k.POIAppearance(poi, a.TrackID), k.POIAppearances(poi)},
+		strconv.FormatFloat(a.Similarity, 'f', 6, 64), a.BestTime.UTC().Format(time.RFC3339Nano),
+		a.BestTime.UnixMilli(), a.TrackID, int64(ttl/time.Second)).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("record appearance %s on %s: %w", poi, a.TrackID, err)
 	}
 	return nil
 }
+
+// appearanceLua keeps a track's best similarity for a POI in one step on
+// the server: sightings of one track race each other on every alert
+// worker, and an optimistic transaction made them retry each other.
+// KEYS: appearance hash, appearances zset. ARGV: similarity, best time,
+// best time (ms), track, ttl (s).
+const appearanceLua = `
+local prev = redis.call('HGET', KEYS[1], 'similarity')
+if not prev or tonumber(ARGV[1]) > tonumber(prev) then
+  redis.call('HSET', KEYS[1], 'similarity', ARGV[1], 'best_match_time', ARGV[2])
+end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+`
 
 // Appearances returns a POI's appearances whose track was seen in [from, to].
 func (s *Store) Appearances(ctx context.Context, poi string) ([]Appearance, error) {

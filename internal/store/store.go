@@ -15,7 +15,7 @@ type Store struct {
 	rdb  *redis.Client
 	keys Keys
 
-	claimScript, storeAlertScript, closeZoneScript *redis.Script
+	claimScript, storeAlertScript, closeZoneScript, appearanceScript *redis.Script
 }
 
 // Open parses url and returns a Store. It does not wait for Redis: a Redis
@@ -30,7 +30,7 @@ func Open(url, prefix string) (*Store, error) {
 	opt.MaxRetries = 1
 	return &Store{rdb: redis.NewClient(opt), keys: NewKeys(prefix),
 		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua),
-		closeZoneScript: redis.NewScript(closeZoneLua)}, nil
+		closeZoneScript: redis.NewScript(closeZoneLua), appearanceScript: redis.NewScript(appearanceLua)}, nil
 }
 
 // Keys is the key layout.

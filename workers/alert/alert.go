@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,11 +48,42 @@ type Stage struct {
 	mqtt  Publisher
 	m     *metrics.Metrics
 	log   *slog.Logger
+
+	// settled remembers the (track, POI) pairs this worker saw through to
+	// the end, with the best similarity recorded for them. A claimed pair
+	// never alerts again (Redis decides that once), so a later sighting
+	// that does not beat the recorded similarity has nothing left to do:
+	// the cache spares Redis the sightings of a matched track that follow
+	// one another many times a second.
+	mu      sync.Mutex
+	settled map[string]float32
+}
+
+// settledMax bounds the cache; past it the cache starts again empty (a
+// miss only costs the Redis round trips the cache saves).
+const settledMax = 100_000
+
+func (s *Stage) isSettled(key string, sim float32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best, ok := s.settled[key]
+	return ok && sim <= best
+}
+
+func (s *Stage) settle(key string, sim float32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.settled) >= settledMax {
+		s.settled = map[string]float32{}
+	}
+	if sim > s.settled[key] {
+		s.settled[key] = sim
+	}
 }
 
 // New returns the stage. mqtt may be nil (JetStream and Redis only).
 func New(cfg Config, idx *vectorindex.POIIndex, st *store.Store, js jetstream.JetStream, mqtt Publisher, m *metrics.Metrics, log *slog.Logger) *Stage {
-	return &Stage{cfg: cfg, index: idx, store: st, js: js, mqtt: mqtt, m: m, log: log.With("stage", "alert")}
+	return &Stage{cfg: cfg, index: idx, store: st, js: js, mqtt: mqtt, m: m, log: log.With("stage", "alert"), settled: map[string]float32{}}
 }
 
 // AlertID is the seed's format, alert-YYYYmmdd-HHMMSS-{poi_id}, plus a
@@ -83,6 +115,10 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	hit := hits[0]
+	key := sg.TrackID + "\x00" + hit.POIID
+	if s.isSettled(key, hit.Similarity) {
+		return nil
+	}
 	poi, err := s.store.GetPOI(ctx, hit.POIID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // deleted since this replica last heard: no alert for it
@@ -100,6 +136,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	if outcome != store.ClaimNew && outcome != store.ClaimReplay {
 		s.log.Debug("alert suppressed", "poi_id", poi.ID, "track", sg.TrackID, "why", outcome)
+		s.settle(key, hit.Similarity)
 		return nil
 	}
 	a := streams.Alert{
@@ -161,6 +198,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 			}
 		}
 	}
+	s.settle(key, hit.Similarity)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -29,13 +30,47 @@ type track struct {
 	Entry    time.Time      `json:"entry"`
 	Last     time.Time      `json:"last"`
 	Box      streams.Box    `json:"box"`
-	Emb      streams.Vector `json:"emb,omitempty"`
+	Emb      packed         `json:"emb,omitempty"`
 	EmbAt    time.Time      `json:"emb_at"`
 	EmbArea  int            `json:"emb_area"`
 	Samples  int            `json:"samples"`
 	Frames   int            `json:"frames"`
 	SampleAt time.Time      `json:"sample_at"`
 	FrameAt  time.Time      `json:"frame_at"`
+}
+
+// packed is a track's last vector in the state: little-endian float32s,
+// which encoding/json writes as base64 in one pass (a vector type with its
+// own MarshalJSON costs a second pass over its output, and the state of a
+// busy camera is written on every batch). A JSON list of numbers, as older
+// states hold, is still read.
+type packed []byte
+
+// UnmarshalJSON reads base64 (what encoding/json writes for bytes) or a
+// list of numbers.
+func (p *packed) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '[' {
+		var v []float32
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("track vector: %w", err)
+		}
+		*p = streams.FloatBytes(v)
+		return nil
+	}
+	var raw []byte
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("track vector: %w", err)
+	}
+	*p = raw
+	return nil
+}
+
+func (p packed) floats() []float32 {
+	v, err := streams.BytesFloats(p)
+	if err != nil {
+		return nil // a damaged vector links nothing
+	}
+	return v
 }
 
 // plan is the first half of a step: exits, faces linked to open tracks by
@@ -148,7 +183,7 @@ func (c Config) apply(st *state, obs *streams.Observation, seq uint64, p *plan, 
 				if p.taken[t] || t.Emb == nil {
 					continue
 				}
-				if sim := cosine(f.Embedding, t.Emb); sim >= bestSim {
+				if sim := cosine(f.Embedding, t.Emb.floats()); sim >= bestSim {
 					best, bestSim = t, sim
 				}
 			}
@@ -182,7 +217,7 @@ func (c Config) apply(st *state, obs *streams.Observation, seq uint64, p *plan, 
 		if f.Embedding == nil {
 			continue
 		}
-		t.Emb, t.EmbAt, t.EmbArea = f.Embedding, now, f.Box.Area()
+		t.Emb, t.EmbAt, t.EmbArea = packed(streams.FloatBytes(f.Embedding)), now, f.Box.Area()
 		if t.Samples < c.MaxSamples && (t.Samples == 0 || now.Sub(t.SampleAt) >= c.SampleInterval) {
 			id := sampleID(t.ID, t.Samples)
 			t.Samples++

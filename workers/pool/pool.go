@@ -124,6 +124,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		case <-stopped:
 		}
 	}()
+	go p.reportLag(ctx, cons, stopped)
 
 	sem := make(chan struct{}, p.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -158,6 +159,28 @@ func (p *Pool) Run(ctx context.Context) error {
 	return runErr
 }
 
+// reportLag keeps the stage's lag gauges current (every pool process
+// reports the same consumer-wide figures).
+func (p *Pool) reportLag(ctx context.Context, cons jetstream.Consumer, stopped <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stopped:
+			return
+		case <-t.C:
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue // a passing error: the next tick reports
+		}
+		p.m.ConsumerPending.WithLabelValues(p.cfg.Stage).Set(float64(info.NumPending))
+		p.m.AckPending.WithLabelValues(p.cfg.Stage).Set(float64(info.NumAckPending))
+	}
+}
+
 func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
 	stage := p.cfg.Stage
 	p.m.Received.WithLabelValues(stage).Inc()
@@ -189,9 +212,10 @@ func (p *Pool) handle(ctx context.Context, msg jetstream.Msg) {
 	close(hbDone)
 	p.m.Latency.WithLabelValues(stage).Observe(time.Since(start).Seconds())
 	if herr == nil {
-		if err := msg.DoubleAck(ctx); err != nil {
-			// The work is done and idempotent: a redelivery will be
-			// recognised and acknowledged then.
+		// Not waiting for the server to confirm the ack saves a round trip a
+		// message: the work is done and idempotent, so an ack that is lost
+		// costs one redelivery, which is recognised and acknowledged then.
+		if err := msg.Ack(); err != nil {
 			p.log.Warn("ack failed", "subject", msg.Subject(), "error", err)
 			return
 		}
