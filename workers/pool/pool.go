@@ -132,6 +132,12 @@ func (p *Pool) Run(ctx context.Context) error {
 	var runErr error
 	for {
 		msg, err := it.Next()
+		if err != nil && ctx.Err() == nil && (errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrTimeout)) {
+			// A missed heartbeat (a busy process, a slow server) is not the
+			// end of the consumer: the iterator goes on pulling.
+			p.log.Warn("consumer heartbeat missed; pulling on", "error", err)
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
 				runErr = fmt.Errorf("pool %s: next: %w", p.cfg.Stage, err)
