@@ -281,15 +281,19 @@ func (r *Runner) snapshot(ctx context.Context) snapshot {
 		}
 	}
 	if r.js != nil {
-		str, err := r.js.Stream(ctx, streams.Ingest)
-		if err != nil {
-			r.log.Warn("backlog", "error", err)
-			return s
-		}
-		lister := str.ListConsumers(ctx)
-		for info := range lister.Info() {
-			if strings.HasPrefix(info.Name, streams.ConsumerIndexPrefix) {
-				s.backlog += info.NumPending + uint64(info.NumAckPending)
+		// The backlog of the whole pipeline: the tracker's partitions and
+		// the alert stage's sightings.
+		for _, q := range []struct{ stream, prefix string }{{streams.Ingest, streams.ConsumerIndexPrefix}, {streams.Sightings, streams.ConsumerAlert}} {
+			str, err := r.js.Stream(ctx, q.stream)
+			if err != nil {
+				r.log.Warn("backlog", "stream", q.stream, "error", err)
+				continue
+			}
+			lister := str.ListConsumers(ctx)
+			for info := range lister.Info() {
+				if strings.HasPrefix(info.Name, q.prefix) {
+					s.backlog += info.NumPending + uint64(info.NumAckPending)
+				}
 			}
 		}
 	}

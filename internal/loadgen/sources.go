@@ -1,7 +1,7 @@
 package loadgen
 
 import (
-	"encoding/base64"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -23,33 +23,37 @@ func (s *SceneSource) Next(r *rand.Rand, now time.Time) (string, []byte, string)
 	return "scenescape/data/camera/" + s.Scene.Camera, b, visit
 }
 
-// FrameSource is a plain camera: JSON frames {timestamp, image} on
-// poi/frames/{camera}; the timestamp makes every message distinct, as a real
-// camera's are (a repeated payload would be dropped as a redelivery).
+// FrameSource is a plain camera: raw JPEG frames on poi/frames/{camera},
+// the efficient form of that topic (the bridge stamps them on arrival).
+// Each frame gets a JPEG comment segment with a counter right after its
+// start marker: decoders skip it, and it makes every message distinct, as a
+// real camera's are (a repeated payload would be dropped as a redelivery).
 type FrameSource struct {
 	Camera string
-	b64    []string
+	jpegs  [][]byte
 	n      int
 }
 
-// NewFrameSource encodes the JPEGs once.
+// NewFrameSource keeps the JPEGs.
 func NewFrameSource(camera string, jpegs [][]byte) *FrameSource {
-	s := &FrameSource{Camera: camera}
-	for _, j := range jpegs {
-		s.b64 = append(s.b64, base64.StdEncoding.EncodeToString(j))
-	}
-	return s
+	return &FrameSource{Camera: camera, jpegs: jpegs}
 }
 
 // Next implements Source.
 func (s *FrameSource) Next(_ *rand.Rand, now time.Time) (string, []byte, string) {
-	img := s.b64[s.n%len(s.b64)]
+	j := s.jpegs[s.n%len(s.jpegs)]
 	s.n++
-	msg := make([]byte, 0, len(img)+64)
-	msg = append(msg, `{"timestamp":"`...)
-	msg = now.UTC().AppendFormat(msg, "2006-01-02T15:04:05.000000Z")
-	msg = append(msg, `","image":"`...)
-	msg = append(msg, img...)
-	msg = append(msg, `"}`...)
-	return "poi/frames/" + s.Camera, msg, ""
+	return "poi/frames/" + s.Camera, StampJPEG(j, s.Camera, s.n, now), ""
+}
+
+// StampJPEG inserts a comment segment (FF FE) naming the camera, the frame
+// number and the time after the start-of-image marker.
+func StampJPEG(jpeg []byte, camera string, n int, now time.Time) []byte {
+	text := fmt.Sprintf("poi bench %s #%d %s", camera, n, now.UTC().Format(time.RFC3339Nano))
+	seg := []byte{0xFF, 0xFE, byte((len(text) + 2) >> 8), byte(len(text) + 2)}
+	out := make([]byte, 0, len(jpeg)+len(seg)+len(text))
+	out = append(out, jpeg[:2]...)
+	out = append(out, seg...)
+	out = append(out, text...)
+	return append(out, jpeg[2:]...)
 }
