@@ -26,17 +26,17 @@ type state struct {
 }
 
 type track struct {
-	ID       string         `json:"id"`
-	Entry    time.Time      `json:"entry"`
-	Last     time.Time      `json:"last"`
-	Box      streams.Box    `json:"box"`
-	Emb      packed         `json:"emb,omitempty"`
-	EmbAt    time.Time      `json:"emb_at"`
-	EmbArea  int            `json:"emb_area"`
-	Samples  int            `json:"samples"`
-	Frames   int            `json:"frames"`
-	SampleAt time.Time      `json:"sample_at"`
-	FrameAt  time.Time      `json:"frame_at"`
+	ID       string      `json:"id"`
+	Entry    time.Time   `json:"entry"`
+	Last     time.Time   `json:"last"`
+	Box      streams.Box `json:"box"`
+	Emb      packed      `json:"emb,omitempty"`
+	EmbAt    time.Time   `json:"emb_at"`
+	EmbArea  int         `json:"emb_area"`
+	Samples  int         `json:"samples"`
+	Frames   int         `json:"frames"`
+	SampleAt time.Time   `json:"sample_at"`
+	FrameAt  time.Time   `json:"frame_at"`
 }
 
 // packed is a track's last vector in the state: little-endian float32s,

@@ -283,9 +283,9 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 			}
 			continue
 		}
-		g.drain(hctx, p, batch, gt)
+		g.drain(ctx, hctx, p, batch, gt)
 		if late := gt.admit(nil, time.Now()); len(late) > 0 {
-			g.handle(hctx, p, late) // held past the deadline: the old deliveries are not coming back
+			g.handle(ctx, hctx, p, late) // held past the deadline: the old deliveries are not coming back
 		}
 		gt.keepAlive()
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
@@ -342,7 +342,7 @@ func (g *Group) consumer(ctx context.Context, name string) (jetstream.Consumer, 
 // drain handles a fetch's messages as they arrive: whatever has arrived is
 // handled together, so a busy partition is handled in large batches and an
 // idle one without waiting for a batch to fill.
-func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate) {
+func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate) {
 	ch := batch.Messages()
 	for {
 		msg, ok := <-ch
@@ -363,7 +363,7 @@ func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch, 
 			}
 		}
 		if msgs = gt.admit(msgs, time.Now()); len(msgs) > 0 {
-			g.handle(ctx, p, msgs)
+			g.handle(live, ctx, p, msgs)
 		}
 	}
 }
@@ -371,7 +371,12 @@ func (g *Group) drain(ctx context.Context, p int, batch jetstream.MessageBatch, 
 // handle runs the handler over msgs in order, acknowledging each result;
 // transient failures are retried in place (the messages stay in progress),
 // then given back to JetStream in order.
-func (g *Group) handle(ctx context.Context, p int, msgs []jetstream.Msg) {
+//
+// Handlers run under ctx, which outlives the partition's ownership so that
+// work in hand finishes; live is the ownership itself: once it ends, a
+// failing message is given back at once instead of being retried, so that
+// a shutdown or a hand-over is not held up by an outage.
+func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) {
 	stage := g.cfg.Stage
 	g.m.Received.WithLabelValues(stage).Add(float64(len(msgs)))
 	for _, m := range msgs {
@@ -408,12 +413,12 @@ func (g *Group) handle(ctx context.Context, p int, msgs []jetstream.Msg) {
 			return
 		}
 		err := results[i]
-		if time.Now().Add(wait).After(deadline) {
+		if live.Err() != nil || time.Now().Add(wait).After(deadline) {
 			g.giveBack(ctx, msgs, err)
 			return
 		}
 		g.log.Warn("retrying in place", "partition", p, "subject", msgs[0].Subject(), "error", err, "wait", wait)
-		time.Sleep(wait)
+		sleep(live, wait)
 		wait = min(wait*2, 2*time.Second)
 	}
 }
