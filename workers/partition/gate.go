@@ -18,6 +18,9 @@ type gate struct {
 	remaining int
 	until     time.Time
 	held      []jetstream.Msg
+	// seen are the old sequences let through: a message redelivered twice
+	// while it waited counts once.
+	seen map[uint64]bool
 }
 
 // admit returns, in stream order, the messages that may be handled now.
@@ -26,10 +29,16 @@ func (g *gate) admit(msgs []jetstream.Msg, now time.Time) []jetstream.Msg {
 		return msgs
 	}
 	var ready []jetstream.Msg
+	if g.seen == nil {
+		g.seen = map[uint64]bool{}
+	}
 	for _, m := range msgs {
-		if seqOf(m) <= g.upTo {
+		if seq := seqOf(m); seq <= g.upTo {
 			ready = append(ready, m)
-			g.remaining--
+			if !g.seen[seq] {
+				g.seen[seq] = true
+				g.remaining--
+			}
 			continue
 		}
 		g.held = append(g.held, m)
@@ -41,14 +50,6 @@ func (g *gate) admit(msgs []jetstream.Msg, now time.Time) []jetstream.Msg {
 		g.held, g.remaining = nil, 0
 	}
 	return ready
-}
-
-// keepAlive marks the held messages in progress, so that holding them does
-// not get them redelivered.
-func (g *gate) keepAlive() {
-	for _, m := range g.held {
-		_ = m.InProgress()
-	}
 }
 
 func seqOf(m jetstream.Msg) uint64 {

@@ -287,7 +287,6 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 		if late := gt.admit(nil, time.Now()); len(late) > 0 {
 			g.handle(ctx, hctx, p, late) // held past the deadline: the old deliveries are not coming back
 		}
-		gt.keepAlive()
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
 			log.Debug("fetch ended", "error", err)
 		}
@@ -341,31 +340,79 @@ func (g *Group) consumer(ctx context.Context, name string) (jetstream.Consumer, 
 
 // drain handles a fetch's messages as they arrive: whatever has arrived is
 // handled together, so a busy partition is handled in large batches and an
-// idle one without waiting for a batch to fill.
+// idle one without waiting for a batch to fill. Messages that arrived and
+// wait their turn (or wait behind the gate) are kept in progress, so that a
+// slow batch does not get the ones behind it redelivered.
 func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate) {
-	ch := batch.Messages()
-	for {
-		msg, ok := <-ch
-		if !ok {
-			return
-		}
-		msgs := []jetstream.Msg{msg}
-	more:
-		for len(msgs) < g.cfg.Batch {
+	var mu sync.Mutex
+	var queue []jetstream.Msg
+	arrived := make(chan struct{}, 1)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for m := range batch.Messages() {
+			mu.Lock()
+			queue = append(queue, m)
+			mu.Unlock()
 			select {
-			case m, ok := <-ch:
-				if !ok {
-					break more
-				}
-				msgs = append(msgs, m)
+			case arrived <- struct{}{}:
 			default:
-				break more
 			}
 		}
-		if msgs = gt.admit(msgs, time.Now()); len(msgs) > 0 {
+	}()
+	stopBeat := g.keepInProgress(func() []jetstream.Msg {
+		mu.Lock()
+		defer mu.Unlock()
+		return append(slices.Clone(queue), gt.held...)
+	})
+	defer stopBeat()
+	for {
+		mu.Lock()
+		n := min(len(queue), g.cfg.Batch)
+		msgs := slices.Clone(queue[:n])
+		queue = queue[n:]
+		if n > 0 {
+			msgs = gt.admit(msgs, time.Now())
+		}
+		mu.Unlock()
+		if n == 0 {
+			select {
+			case <-arrived:
+				continue
+			case <-closed:
+				mu.Lock()
+				empty := len(queue) == 0
+				mu.Unlock()
+				if empty {
+					return
+				}
+				continue
+			}
+		}
+		if len(msgs) > 0 {
 			g.handle(live, ctx, p, msgs)
 		}
 	}
+}
+
+// keepInProgress marks the messages list returns in progress three times
+// per ack wait, until the returned function is called.
+func (g *Group) keepInProgress(list func() []jetstream.Msg) func() {
+	t := time.NewTicker(max(g.cfg.AckWait/3, 100*time.Millisecond))
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				for _, m := range list() {
+					_ = m.InProgress()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
 }
 
 // handle runs the handler over msgs in order, acknowledging each result;
@@ -384,7 +431,7 @@ func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) {
 			g.m.Redelivered.WithLabelValues(stage).Inc()
 		}
 	}
-	stopBeat := g.inProgress(msgs)
+	stopBeat := g.keepInProgress(func() []jetstream.Msg { return msgs })
 	defer stopBeat()
 	start := time.Now()
 	deadline := start.Add(g.cfg.RetryFor)
@@ -457,26 +504,6 @@ func (g *Group) giveBack(ctx context.Context, msgs []jetstream.Msg, cause error)
 		}
 	}
 	g.log.Warn("will retry", "messages", len(msgs), "error", cause)
-}
-
-// inProgress keeps msgs from being redelivered while they are handled.
-func (g *Group) inProgress(msgs []jetstream.Msg) func() {
-	every := max(g.cfg.AckWait/3, 100*time.Millisecond)
-	t := time.NewTicker(every)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { t.Stop(); close(done) }
 }
 
 // handOver lets the next owner take the partition at once: when everything
