@@ -200,18 +200,39 @@ type Sample struct {
 	Vector    Vector    `json:"vector,omitempty"` // the message body on the wire
 }
 
-// Sighting is a tracked face with an embedding, for the alert stage
-// (poi.sighting.{camera}).
+// Sighting is the tracked faces of one observation with their embeddings,
+// for the alert stage (poi.sighting.{camera}): one message a frame, however
+// many faces it has. A sighting of one face may also be written with the
+// face's fields at the top level (TrackID, Box, Confidence, Embedding), as
+// sightings were before they carried several faces.
 type Sighting struct {
 	Header
-	TrackID     string    `json:"track_id"`
-	FrameNumber uint64    `json:"frame_number"`
-	CameraID    string    `json:"camera_id"`
-	Timestamp   time.Time `json:"timestamp"`
-	Box         Box       `json:"box"`
-	Confidence  float32   `json:"confidence"`
-	Model       string    `json:"model"`
-	Embedding   Vector    `json:"embedding,omitempty"` // the message body on the wire
+	TrackID     string        `json:"track_id,omitempty"`
+	FrameNumber uint64        `json:"frame_number"`
+	CameraID    string        `json:"camera_id"`
+	Timestamp   time.Time     `json:"timestamp"`
+	Box         Box           `json:"box"`
+	Confidence  float32       `json:"confidence"`
+	Model       string        `json:"model"`
+	Embedding   Vector        `json:"embedding,omitempty"` // the message body on the wire
+	Faces       []SightedFace `json:"faces,omitempty"`
+}
+
+// SightedFace is one face of a sighting.
+type SightedFace struct {
+	TrackID    string  `json:"track_id"`
+	Box        Box     `json:"box"`
+	Confidence float32 `json:"confidence"`
+	Embedding  Vector  `json:"embedding,omitempty"` // in the message body on the wire
+	Dim        int     `json:"dim,omitempty"`
+}
+
+// All returns the sighting's faces, in either form.
+func (s *Sighting) All() []SightedFace {
+	if len(s.Faces) > 0 || s.TrackID == "" {
+		return s.Faces
+	}
+	return []SightedFace{{TrackID: s.TrackID, Box: s.Box, Confidence: s.Confidence, Embedding: s.Embedding}}
 }
 
 // RefVector is one reference vector of a POI.
@@ -301,19 +322,54 @@ func (c *CameraImage) putBody(b []byte) error     { c.JPEG = b; return nil }
 func (o *Observation) takeBody() ([]byte, func()) { return o.FrameJPEG, func() {} }
 func (o *Observation) putBody(b []byte) error     { o.FrameJPEG = b; return nil }
 
+// takeBody: a sighting of one face at the top level carries its vector as
+// the body; one with Faces, their vectors one after the other, each face
+// keeping its length in Dim (a writer uses one form or the other).
 func (s *Sighting) takeBody() ([]byte, func()) {
-	v := s.Embedding
-	s.Embedding = nil
-	return FloatBytes(v), func() { s.Embedding = v }
+	if len(s.Faces) == 0 {
+		v := s.Embedding
+		s.Embedding = nil
+		return FloatBytes(v), func() { s.Embedding = v }
+	}
+	var body []byte
+	saved := make([]Vector, len(s.Faces))
+	for i := range s.Faces {
+		saved[i] = s.Faces[i].Embedding
+		body = append(body, FloatBytes(saved[i])...)
+		s.Faces[i].Dim, s.Faces[i].Embedding = len(saved[i]), nil
+	}
+	return body, func() {
+		for i := range s.Faces {
+			s.Faces[i].Embedding, s.Faces[i].Dim = saved[i], 0
+		}
+	}
 }
 
 func (s *Sighting) putBody(b []byte) error {
 	if len(b) == 0 {
 		return nil // an older message with its vector in the JSON
 	}
-	v, err := BytesFloats(b)
-	s.Embedding = v
-	return err
+	all, err := BytesFloats(b)
+	if err != nil {
+		return err
+	}
+	if len(s.Faces) == 0 {
+		s.Embedding = all
+		return nil
+	}
+	off := 0
+	for i := range s.Faces {
+		n := s.Faces[i].Dim
+		if n <= 0 || off+n > len(all) {
+			return fmt.Errorf("decode sighting: face %d of %d floats in a body of %d", i, n, len(all))
+		}
+		s.Faces[i].Embedding, s.Faces[i].Dim = all[off:off+n:off+n], 0
+		off += n
+	}
+	if off != len(all) {
+		return fmt.Errorf("decode sighting: %d floats in the body, %d described", len(all), off)
+	}
+	return nil
 }
 
 func (s *Sample) takeBody() ([]byte, func()) {

@@ -224,3 +224,35 @@ func TestIngestPartitionsMatchTheServer(t *testing.T) {
 		t.Fatal("a frame published with its own partition token was stored")
 	}
 }
+
+func TestSightingsOfSeveralFacesRoundTrip(t *testing.T) {
+	sg := &Sighting{Header: Current(), CameraID: "c", FrameNumber: 9, Model: "m", Faces: []SightedFace{
+		{TrackID: "t1", Box: Box{1, 2, 3, 4}, Embedding: Vector{1, 2, 3}},
+		{TrackID: "t2", Box: Box{5, 6, 7, 8}, Embedding: Vector{4, 5}},
+	}}
+	m, err := NewMsg("poi.sighting.c", sg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Data) != 5*4 || sg.Faces[0].Embedding == nil || sg.Faces[0].Dim != 0 {
+		t.Fatalf("body of %d bytes, envelope after encoding %+v", len(m.Data), sg.Faces)
+	}
+	var back Sighting
+	if err := DecodeMsg(m.Header, m.Data, &back); err != nil {
+		t.Fatal(err)
+	}
+	all := back.All()
+	if len(all) != 2 || all[1].TrackID != "t2" || len(all[0].Embedding) != 3 || all[1].Embedding[1] != 5 {
+		t.Fatalf("decoded %+v", all)
+	}
+	// A body that does not match the described vectors is refused.
+	if err := DecodeMsg(m.Header, m.Data[:8], &back); err == nil {
+		t.Fatal("a truncated body was accepted")
+	}
+	// One face at the top level is still read.
+	one, _ := NewMsg("poi.sighting.c", &Sighting{Header: Current(), TrackID: "t", Model: "m", Embedding: Vector{7}})
+	var single Sighting
+	if err := DecodeMsg(one.Header, one.Data, &single); err != nil || len(single.All()) != 1 || single.All()[0].Embedding[0] != 7 {
+		t.Fatalf("single-face sighting: %+v %v", single.All(), err)
+	}
+}

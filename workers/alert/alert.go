@@ -107,7 +107,19 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if sg.Model != s.cfg.Model {
 		return pool.Permanent("model_mismatch", fmt.Errorf("alert: sighting of model %q, index is %q", sg.Model, s.cfg.Model))
 	}
-	hits, err := s.index.Search(sg.Embedding, 1)
+	// The faces of one frame: each is checked on its own; a failure is
+	// retried for the whole message, which the claims make idempotent.
+	for _, f := range sg.All() {
+		if err := s.face(ctx, &sg, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// face checks one face of a sighting against the POI index.
+func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.SightedFace) error {
+	hits, err := s.index.Search(f.Embedding, 1)
 	if err != nil {
 		return pool.Permanent("bad_vector", fmt.Errorf("alert: search: %w", err))
 	}
@@ -115,7 +127,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	hit := hits[0]
-	key := sg.TrackID + "\x00" + hit.POIID
+	key := f.TrackID + "\x00" + hit.POIID
 	if s.isSettled(key, hit.Similarity) {
 		return nil
 	}
@@ -126,16 +138,16 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.RecordAppearance(ctx, poi.ID, store.Appearance{TrackID: sg.TrackID, Similarity: float64(hit.Similarity), BestTime: sg.Timestamp}, s.cfg.Retention); err != nil {
+	if err := s.store.RecordAppearance(ctx, poi.ID, store.Appearance{TrackID: f.TrackID, Similarity: float64(hit.Similarity), BestTime: sg.Timestamp}, s.cfg.Retention); err != nil {
 		return err
 	}
-	id := AlertID(sg.Timestamp, poi.ID, sg.TrackID)
-	outcome, prev, err := s.store.ClaimAlert(ctx, id, sg.TrackID, poi.ID, sg.CameraID, s.cfg.Retention, s.cfg.Cooldown)
+	id := AlertID(sg.Timestamp, poi.ID, f.TrackID)
+	outcome, prev, err := s.store.ClaimAlert(ctx, id, f.TrackID, poi.ID, sg.CameraID, s.cfg.Retention, s.cfg.Cooldown)
 	if err != nil {
 		return err
 	}
 	if outcome != store.ClaimNew && outcome != store.ClaimReplay {
-		s.log.Debug("alert suppressed", "poi_id", poi.ID, "track", sg.TrackID, "why", outcome)
+		s.log.Debug("alert suppressed", "poi_id", poi.ID, "track", f.TrackID, "why", outcome)
 		s.settle(key, hit.Similarity)
 		return nil
 	}
@@ -148,11 +160,11 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		Status:    "New",
 		Match: streams.AlertMatch{
 			CameraID:        sg.CameraID,
-			Confidence:      round(float64(sg.Confidence)),
+			Confidence:      round(float64(f.Confidence)),
 			SimilarityScore: round(float64(hit.Similarity)),
-			BBox:            sg.Box[:],
+			BBox:            f.Box[:],
 			FrameNumber:     int64(sg.FrameNumber),
-			ThumbnailPath:   "/api/v1/thumbnail/" + sg.TrackID,
+			ThumbnailPath:   "/api/v1/thumbnail/" + f.TrackID,
 		},
 		POIMetadata: streams.AlertPOIMetadata{
 			Notes:                poi.Notes,
@@ -173,7 +185,7 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 		// API serves, and a delivery that fails is retried as a replay,
 		// which StoreAlert no longer reports as new.
 		s.m.Alerts.WithLabelValues(poi.Severity).Inc()
-		s.log.Info("alert", "alert_id", id, "poi_id", poi.ID, "camera", sg.CameraID, "track", sg.TrackID, "similarity", a.Match.SimilarityScore)
+		s.log.Info("alert", "alert_id", id, "poi_id", poi.ID, "camera", sg.CameraID, "track", f.TrackID, "similarity", a.Match.SimilarityScore)
 	}
 	out := nats.NewMsg(streams.Subject(streams.AlertsSubj, poi.Severity, poi.ID))
 	out.Data = body

@@ -525,7 +525,7 @@ func (s *Stage) commit(ctx context.Context, cam string, c *camera, st *state, ou
 		msgs = append(msgs, m)
 	}
 	for _, sg := range out.sightings {
-		m, err := envelope(streams.Subject(streams.SightingsSubj, cam), fmt.Sprintf("sight-%s-%d", sg.TrackID, sg.Timestamp.UnixNano()), &sg)
+		m, err := envelope(streams.Subject(streams.SightingsSubj, cam), fmt.Sprintf("sight-%d", sg.FrameNumber), &sg)
 		if err != nil {
 			return err
 		}

@@ -199,6 +199,7 @@ func (c Config) apply(st *state, obs *streams.Observation, seq uint64, p *plan, 
 		out.opened++
 	}
 
+	var sighted []streams.SightedFace
 	for i, f := range faces {
 		t := p.owner[i]
 		isNew := t.Last.IsZero()
@@ -227,9 +228,13 @@ func (c Config) apply(st *state, obs *streams.Observation, seq uint64, p *plan, 
 				Header: streams.Current(), ID: id, TrackID: t.ID, CameraID: obs.CameraID, Timestamp: now, Box: f.Box, Model: c.Model, Vector: f.Embedding,
 			})
 		}
+		sighted = append(sighted, streams.SightedFace{TrackID: t.ID, Box: f.Box, Confidence: f.Score, Embedding: f.Embedding})
+	}
+	if len(sighted) > 0 {
+		// One sighting for the faces of the observation: the alert stage
+		// gets one message a frame, not one a face.
 		out.sightings = append(out.sightings, streams.Sighting{
-			Header: streams.Current(), TrackID: t.ID, FrameNumber: obs.FrameNumber, CameraID: obs.CameraID, Timestamp: now,
-			Box: f.Box, Confidence: f.Score, Model: c.Model, Embedding: f.Embedding,
+			Header: streams.Current(), FrameNumber: obs.FrameNumber, CameraID: obs.CameraID, Timestamp: now, Model: c.Model, Faces: sighted,
 		})
 	}
 	return out
