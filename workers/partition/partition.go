@@ -94,7 +94,10 @@ type Group struct {
 
 	mu      sync.Mutex
 	running map[int]*runner
-	owned   []int
+	// stopping are runners handing a partition over; the partition is not
+	// started again here until its runner is done.
+	stopping map[int]*runner
+	owned    []int
 }
 
 type runner struct {
@@ -110,7 +113,7 @@ func New(cfg Config, js jetstream.JetStream, h Handler, m *metrics.Metrics, log 
 	if cfg.Backoff == nil {
 		cfg.Backoff = pool.DefaultBackoff
 	}
-	return &Group{cfg: cfg, js: js, h: h, m: m, log: log.With("stage", cfg.Stage, "member", cfg.Member), running: map[int]*runner{}}
+	return &Group{cfg: cfg, js: js, h: h, m: m, log: log.With("stage", cfg.Stage, "member", cfg.Member), running: map[int]*runner{}, stopping: map[int]*runner{}}
 }
 
 // DefaultMember names a process uniquely: host, pid and a random suffix (a
@@ -165,12 +168,33 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	key := g.cfg.Stage + "." + g.cfg.Member
 	g.log.Info("joining partitioned stage", "partitions", g.cfg.Partitions)
+	// Announcing runs on its own clock: nothing this process does with its
+	// partitions (a slow hand-over, a busy machine) may let its entry
+	// expire, or the others would take its partitions while it still
+	// holds them.
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		t := time.NewTicker(g.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			if _, err := kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && ctx.Err() == nil {
+				g.log.Warn("announcing membership", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	tick := time.NewTicker(g.cfg.Heartbeat)
 	defer tick.Stop()
 	for {
-		g.sync(ctx, kv, key)
+		g.sync(ctx, kv)
 		select {
 		case <-ctx.Done():
+			<-announced
 			// Leave first, so the others take the partitions over as soon as
 			// they are released.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Heartbeat)
@@ -179,6 +203,15 @@ func (g *Group) Run(ctx context.Context) error {
 			}
 			cancel()
 			g.apply(ctx, nil)
+			g.mu.Lock()
+			var stopping []*runner
+			for _, r := range g.stopping {
+				stopping = append(stopping, r)
+			}
+			g.mu.Unlock()
+			for _, r := range stopping {
+				<-r.done
+			}
 			g.log.Info("left partitioned stage")
 			return nil
 		case <-tick.C:
@@ -186,14 +219,10 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 }
 
-// sync announces this member and applies the assignment of the members it
-// can read. When the bucket cannot be read it keeps what it runs: the pins
-// keep ownership exclusive meanwhile.
-func (g *Group) sync(ctx context.Context, kv jetstream.KeyValue, key string) {
-	if _, err := kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		g.log.Warn("announcing membership", "error", err)
-		return
-	}
+// sync applies the assignment of the members it can read. When the bucket
+// cannot be read it keeps what it runs: the pins keep ownership exclusive
+// meanwhile.
+func (g *Group) sync(ctx context.Context, kv jetstream.KeyValue) {
 	lister, err := kv.ListKeysFiltered(ctx, g.cfg.Stage+".*")
 	if err != nil {
 		g.log.Warn("reading membership", "error", err)
@@ -210,16 +239,23 @@ func (g *Group) sync(ctx context.Context, kv jetstream.KeyValue, key string) {
 	g.reportLag(ctx)
 }
 
-// apply starts the runners of newly assigned partitions and stops (and waits
-// for) those no longer assigned.
+// apply starts the runners of newly assigned partitions and stops those no
+// longer assigned, without waiting for them: a partition being handed over
+// is started again here only once its runner is done.
 func (g *Group) apply(ctx context.Context, want []int) {
 	g.mu.Lock()
-	var stop []*runner
+	for p, r := range g.stopping {
+		select {
+		case <-r.done:
+			delete(g.stopping, p)
+		default:
+		}
+	}
 	var stopped []int
 	for p, r := range g.running {
 		if !slices.Contains(want, p) {
 			r.cancel()
-			stop = append(stop, r)
+			g.stopping[p] = r
 			stopped = append(stopped, p)
 			delete(g.running, p)
 		}
@@ -228,6 +264,9 @@ func (g *Group) apply(ctx context.Context, want []int) {
 	for _, p := range want {
 		if _, ok := g.running[p]; ok {
 			continue
+		}
+		if _, ok := g.stopping[p]; ok {
+			continue // still handing over from an earlier release
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		r := &runner{cancel: cancel, done: make(chan struct{})}
@@ -245,13 +284,11 @@ func (g *Group) apply(ctx context.Context, want []int) {
 			}
 		}
 	})
+	owned := len(g.running)
 	g.mu.Unlock()
-	for _, r := range stop {
-		<-r.done
-	}
 	if len(started) > 0 || len(stopped) > 0 {
 		g.m.Rebalances.WithLabelValues(g.cfg.Stage).Inc()
-		g.m.PartitionsOwned.WithLabelValues(g.cfg.Stage).Set(float64(len(want)))
+		g.m.PartitionsOwned.WithLabelValues(g.cfg.Stage).Set(float64(owned))
 		g.log.Info("partitions changed", "owned", g.Owned(), "acquired", started, "released", stopped)
 	}
 }
