@@ -364,6 +364,7 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 				// the camera's order was broken upstream.
 				s.log.Warn("message older than the camera's applied state", "camera", cam, "seq", it.seq, "applied", st.Seq)
 			}
+			s.log.Debug("already applied", "camera", cam, "seq", it.seq, "applied", st.Seq, "delivered", it.delivered)
 			continue // applied before a crash or a redelivery
 		}
 		err := it.err

@@ -11,12 +11,16 @@ import (
 // died holding deliveries. Those messages (stream sequences up to upTo,
 // remaining of them) come back as redeliveries; anything newer that arrives
 // first is held, unacknowledged and kept in progress, until they have all
-// been let through, or until a deadline in case some never return (dead
-// letters, deleted messages). The zero gate lets everything through.
+// been let through, or until none has come for a while, in case some never
+// return (dead letters, deleted messages). The wait is measured from the
+// last old message let through, not from the takeover: a slow partition
+// must not open the gate while its old messages are still coming. The zero
+// gate lets everything through.
 type gate struct {
 	upTo      uint64
 	remaining int
 	until     time.Time
+	quiet     time.Duration
 	held      []jetstream.Msg
 	// seen are the old sequences let through: a message redelivered twice
 	// while it waited counts once.
@@ -39,6 +43,7 @@ func (g *gate) admit(msgs []jetstream.Msg, now time.Time) []jetstream.Msg {
 				g.seen[seq] = true
 				g.remaining--
 			}
+			g.until = now.Add(g.quiet)
 			continue
 		}
 		g.held = append(g.held, m)

@@ -358,7 +358,8 @@ func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate
 		return &gate{}
 	}
 	log.Info("took over a partition with unacknowledged deliveries", "waited", g.cfg.Settle, "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
-	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: time.Now().Add(2*g.cfg.AckWait + g.cfg.FetchWait)}
+	quiet := 2*g.cfg.AckWait + g.cfg.FetchWait
+	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: time.Now().Add(quiet), quiet: quiet}
 }
 
 // consumer binds the partition's consumer, retrying while the stream is

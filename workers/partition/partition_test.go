@@ -92,10 +92,17 @@ func TestGateHoldsNewerMessagesUntilTheOldOnesReturn(t *testing.T) {
 
 func TestGateOpensAtItsDeadline(t *testing.T) {
 	now := time.Now()
-	g := &gate{upTo: 20, remaining: 2, until: now.Add(time.Second)}
+	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Second), quiet: time.Second}
 	g.admit(msgsOf(22, 21), now)
+	// An old message moves the deadline: the partition is still catching up.
+	if got := seqs(g.admit(msgsOf(5), now.Add(900*time.Millisecond))); !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("got %v, want the old [5] only", got)
+	}
+	if got := seqs(g.admit(nil, now.Add(1500*time.Millisecond))); len(got) != 0 {
+		t.Fatalf("the gate opened %v while old messages were still coming", got)
+	}
 	if got := seqs(g.admit(nil, now.Add(2*time.Second))); !slices.Equal(got, []uint64{21, 22}) {
-		t.Fatalf("got %v at the deadline, want the held [21 22]", got)
+		t.Fatalf("got %v after a quiet second, want the held [21 22]", got)
 	}
 	var zero gate
 	if got := seqs(zero.admit(msgsOf(3, 1), now)); !slices.Equal(got, []uint64{3, 1}) {
