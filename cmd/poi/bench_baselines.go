@@ -24,6 +24,7 @@ import (
 	"poi/internal/imaging"
 	"poi/internal/metrics"
 	"poi/internal/mqttclient"
+	"poi/internal/node"
 )
 
 // The baselines `poi bench` compares the service with, measured the same
@@ -123,9 +124,9 @@ func runFloor(ctx context.Context, cfg config.Config, b benchFlags, stdout, stde
 		fmt.Fprintf(stderr, "poi bench floor: %v\n", err)
 		return 1
 	}
-	fc := face.DefaultConfig()
-	fc.ModelDir, fc.LibraryPath, fc.IntraOpThreads = cfg.Face.ModelDir, cfg.Face.ORTLibrary, cfg.Face.IntraOpThreads
-	e, err := face.New(fc)
+	// The service's engine and image limits, so the floor is like for like.
+	lim := node.ImageLimits(cfg)
+	e, err := face.New(node.FaceConfig(cfg))
 	if err != nil {
 		fmt.Fprintf(stderr, "poi bench floor: %v\n", err)
 		return 1
@@ -143,7 +144,7 @@ func runFloor(ctx context.Context, cfg config.Config, b benchFlags, stdout, stde
 		go func() {
 			defer wg.Done()
 			for k := i; ctx.Err() == nil; k++ {
-				img, scale, err := imaging.DecodeForSize(src[k%len(src)], imaging.DefaultLimits(), w, h)
+				img, scale, err := imaging.DecodeForSize(src[k%len(src)], lim, w, h)
 				if err == nil {
 					_, err = e.Detect(img, scale)
 				}

@@ -112,7 +112,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "poi: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg.Log, stderr).With("role", cmd)
+	log := cfg.Log.Logger(stderr).With("role", cmd)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cmd == "camsim" {
@@ -167,14 +167,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -15,6 +15,7 @@ import (
 
 	"poi/internal/config"
 	"poi/internal/face"
+	"poi/internal/node"
 )
 
 // Main runs `poi eval` with the arguments after "eval" and the process
@@ -44,7 +45,7 @@ func Main(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "poi: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg.Log, stderr)
+	log := cfg.Log.Logger(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -85,12 +86,7 @@ func Run(ctx context.Context, cfg config.Config, dir string, split bool, seed ui
 	if len(photos) == 0 {
 		return Report{}, fmt.Errorf("eval: %w: no photos in %s/{identity}/", errUsage, dir)
 	}
-	fc := face.DefaultConfig()
-	fc.ModelDir, fc.LibraryPath = cfg.Face.ModelDir, cfg.Face.ORTLibrary
-	fc.IntraOpThreads = cfg.Face.IntraOpThreads
-	fc.ScoreThreshold, fc.NMSIoU = float32(cfg.Face.DetectThreshold), float32(cfg.Face.NMSIoU)
-	fc.MinFaceSize = cfg.Face.MinFacePx
-	e, err := face.New(fc)
+	e, err := face.New(node.FaceConfig(cfg))
 	if err != nil {
 		return Report{}, fmt.Errorf("eval: face.model_dir / face.ort_library: %w", err)
 	}
@@ -141,14 +137,4 @@ func lookup(environ []string, key string) string {
 		}
 	}
 	return ""
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -10,6 +10,7 @@ import (
 
 	"poi/api"
 	"poi/bridge"
+	"poi/internal/config"
 	"poi/internal/face"
 	"poi/internal/imaging"
 	"poi/internal/replica"
@@ -31,8 +32,23 @@ func (n *Node) hasPool(p string) bool { return slices.Contains(n.roles.Pools, p)
 // other requests takes the rest.
 const embedTimeout = 30 * time.Second
 
-func (n *Node) imageLimits() imaging.Limits {
-	return imaging.Limits{MaxBytes: n.cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
+
+// ImageLimits bounds the images the service decodes.
+func ImageLimits(cfg config.Config) imaging.Limits {
+	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+}
+
+// FaceConfig is the face engine the service's face.* settings describe: the
+// one place that maps them, so the service, `poi eval` and
+// `poi bench floor` run the same engine.
+func FaceConfig(cfg config.Config) face.Config {
+	fc := face.DefaultConfig()
+	c := cfg.Face
+	fc.ModelDir, fc.LibraryPath, fc.IntraOpThreads = c.ModelDir, c.ORTLibrary, c.IntraOpThreads
+	fc.ScoreThreshold, fc.NMSIoU = float32(c.DetectThreshold), float32(c.NMSIoU)
+	fc.MinFaceSize, fc.Limits = c.MinFacePx, ImageLimits(cfg)
+	return fc
 }
 
 // startRoles builds the components of this process's roles. The face engine
@@ -41,12 +57,7 @@ func (n *Node) imageLimits() imaging.Limits {
 func (n *Node) startRoles(ctx context.Context) error {
 	var engine *face.Engine
 	if n.hasPool("detect") || n.hasPool("embed") {
-		fc := face.DefaultConfig()
-		fc.ModelDir, fc.LibraryPath = n.cfg.Face.ModelDir, n.cfg.Face.ORTLibrary
-		fc.IntraOpThreads = n.cfg.Face.IntraOpThreads
-		fc.ScoreThreshold, fc.NMSIoU = float32(n.cfg.Face.DetectThreshold), float32(n.cfg.Face.NMSIoU)
-		fc.MinFaceSize, fc.Limits = n.cfg.Face.MinFacePx, n.imageLimits()
-		e, err := face.New(fc)
+		e, err := face.New(FaceConfig(n.cfg))
 		if err != nil {
 			return fmt.Errorf("face.model_dir / face.ort_library: %w", err)
 		}
