@@ -1,12 +1,4 @@
-//go:build takeover
-
 package main
-
-// The two-tracker takeover test is kept out of the default suite while it
-// fails intermittently: under load (-race on two cores) the survivor of a
-// SIGKILLed tracker sometimes loses frames of a camera whose partition it
-// takes over (1–33 frames in about a third of the runs; README, "Delivery
-// guarantees"). Run it with: go test -race -tags takeover -run TestTwoTrackers ./cmd/poi
 
 import (
 	"fmt"

@@ -321,14 +321,16 @@ func serviceErr(what string, err error) error {
 }
 
 // runCamera applies a camera's items in order and commits them together.
-// On a transient failure the items from the failing one on are left for a
-// retry; the cached state is dropped, so the retry starts from Redis.
+// On a transient failure every item of the camera is left for a retry, not
+// only those from the failing one on: the items before it were applied to a
+// state that is never committed, and acknowledging them would lose them.
+// The cached state is dropped, so the retry starts from Redis.
 func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, idx []int, results []error) {
-	fail := func(from int, err error) {
+	fail := func(err error) {
 		for k, i := range idx {
-			if k == from {
+			if k == 0 {
 				results[i] = err
-			} else if k > from {
+			} else {
 				results[i] = partition.ErrNotTried
 			}
 		}
@@ -338,7 +340,7 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 	}
 	c, err := s.camera(ctx, p, cam)
 	if err != nil {
-		fail(0, err)
+		fail(err)
 		return
 	}
 	// Work on a copy: a failed commit must leave the cached state as it was.
@@ -356,7 +358,7 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 		}
 		return latest, nil
 	}
-	for k, i := range idx {
+	for _, i := range idx {
 		it := &items[i]
 		if it.seq <= st.Seq {
 			if it.delivered <= 1 {
@@ -379,7 +381,7 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 				st.Seq = it.seq
 				continue
 			}
-			fail(k, err)
+			fail(err)
 			return
 		}
 		total.merge(out)
@@ -393,7 +395,7 @@ func (s *Stage) runCamera(ctx context.Context, p int, cam string, items []item, 
 		return
 	}
 	if err := s.commit(ctx, cam, c, st, total); err != nil {
-		fail(0, err)
+		fail(err)
 		return
 	}
 	s.m.TracksOpen.Add(float64(total.opened))
