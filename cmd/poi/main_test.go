@@ -216,15 +216,17 @@ func TestBadConfigurationExitsNonZeroNamingTheField(t *testing.T) {
 }
 
 // TestWorkerRoleServesMetricsAndHealth: a worker-only process (no API)
-// joins a running `poi run` and reports on metrics_addr.
+// joins a running `poi run` and reports on metrics_addr, and serves its
+// profiles on pprof_addr only.
 func TestWorkerRoleServesMetricsAndHealth(t *testing.T) {
 	redis := testenv.StartRedis(t)
 	all := startPoi(t, redis.URL(), nil, "run", "--pools", "detect,embed,index,alert")
 	waitStatus(t, all, 60*time.Second, "the main process", func(code int, s status) bool { return code == 200 })
-	opsPort := testenv.FreePort(t)
+	opsPort, pprofPort := testenv.FreePort(t), testenv.FreePort(t)
 	w := startPoi(t, redis.URL(), []string{
 		"POI_NATS_URL=nats://127.0.0.1:" + strconv.Itoa(all.ports[1]),
 		"POI_METRICS_ADDR=127.0.0.1:" + strconv.Itoa(opsPort),
+		"POI_PPROF_ADDR=127.0.0.1:" + strconv.Itoa(pprofPort),
 	}, "worker", "--pools", "alert")
 	base := "http://127.0.0.1:" + strconv.Itoa(opsPort)
 	var body map[string]any
@@ -248,6 +250,21 @@ func TestWorkerRoleServesMetricsAndHealth(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(string(b), "go_goroutines") {
 		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://127.0.0.1:" + strconv.Itoa(pprofPort) + "/debug/pprof/cmdline"); code != 200 || !strings.Contains(body, "worker") {
+		t.Fatalf("pprof_addr cmdline: %d %q", code, body)
+	}
+	if code, _ := get(base + "/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Fatalf("metrics_addr serves profiles: %d", code)
 	}
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -31,15 +31,17 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Log             Log           `yaml:"log"`
 	MetricsAddr     string        `yaml:"metrics_addr"`
-	API             API           `yaml:"api"`
-	NATS            NATS          `yaml:"nats"`
-	MQTT            MQTT          `yaml:"mqtt"`
-	Redis           Redis         `yaml:"redis"`
-	Face            Face          `yaml:"face"`
-	Pipeline        Pipeline      `yaml:"pipeline"`
-	Partitions      Partitions    `yaml:"partitions"`
-	Index           Index         `yaml:"index"`
-	SceneScape      SceneScape    `yaml:"scenescape"`
+	// PprofAddr serves Go's CPU, heap and goroutine profiles; empty: off.
+	PprofAddr  string     `yaml:"pprof_addr"`
+	API        API        `yaml:"api"`
+	NATS       NATS       `yaml:"nats"`
+	MQTT       MQTT       `yaml:"mqtt"`
+	Redis      Redis      `yaml:"redis"`
+	Face       Face       `yaml:"face"`
+	Pipeline   Pipeline   `yaml:"pipeline"`
+	Partitions Partitions `yaml:"partitions"`
+	Index      Index      `yaml:"index"`
+	SceneScape SceneScape `yaml:"scenescape"`
 	// Cameras are named here when no SceneScape is configured; cameras
 	// seen on MQTT are listed too, named by their id.
 	Cameras []Camera `yaml:"cameras"`
@@ -378,6 +380,9 @@ func (c Config) Validate() error {
 	checkHostPort(bad, "api.addr", c.API.Addr)
 	if c.MetricsAddr != "" {
 		checkHostPort(bad, "metrics_addr", c.MetricsAddr)
+	}
+	if c.PprofAddr != "" {
+		checkHostPort(bad, "pprof_addr", c.PprofAddr)
 	}
 	if c.API.MaxImageBytes < 1024 {
 		bad("api.max_image_bytes", "must be at least 1024, got %d", c.API.MaxImageBytes)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,16 +44,43 @@ func (n *Node) serveOps() error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.log.Info("metrics and health listening", "addr", ln.Addr().String())
 	n.actors = append(n.actors, actor{"ops", func(ctx context.Context) error {
-		go func() {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return serveUntil(ctx, srv, ln)
 	}})
+	return nil
+}
+
+// serveProfiles serves Go's profiles on pprof_addr, on a mux of its own so
+// that they are never reachable through the API's or the metrics' port.
+func (n *Node) serveProfiles() error {
+	ln, err := net.Listen("tcp", n.cfg.PprofAddr)
+	if err != nil {
+		return fmt.Errorf("pprof_addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// A CPU profile runs for its ?seconds= (30 by default): no write timeout.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.log.Info("profiles listening", "addr", ln.Addr().String())
+	n.actors = append(n.actors, actor{"pprof", func(ctx context.Context) error {
+		return serveUntil(ctx, srv, ln)
+	}})
+	return nil
+}
+
+// serveUntil serves srv on ln until ctx ends.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
 	return nil
 }

@@ -152,6 +152,11 @@ func (n *Node) startRoles(ctx context.Context) error {
 		}
 		n.actors = append(n.actors, actor{"bridge", b.Run})
 	}
+	if n.cfg.PprofAddr != "" {
+		if err := n.serveProfiles(); err != nil {
+			return err
+		}
+	}
 	if !n.roles.API && n.cfg.MetricsAddr != "" {
 		if err := n.serveOps(); err != nil {
 			return err
