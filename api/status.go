@@ -9,9 +9,9 @@ import (
 )
 
 type statusBody struct {
-	Status        string   `json:"status"`
-	FaissVectors  int      `json:"faiss_vectors"`
-	MQTTConnected bool     `json:"mqtt_connected"`
+	Status        string `json:"status"`
+	FaissVectors  int    `json:"faiss_vectors"`
+	MQTTConnected bool   `json:"mqtt_connected"`
 	// Down is a detail for callers with a key: open to probes, the status
 	// holds the seed's fields only.
 	Down []string `json:"down,omitempty"`

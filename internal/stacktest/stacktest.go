@@ -31,15 +31,15 @@ import (
 
 // Stack is a running service.
 type Stack struct {
-	URL      string // http://127.0.0.1:port
-	MQTTURL  string
-	NATSURL  string
-	Config   config.Config
-	Redis    *testenv.Redis
-	Store    *store.Store
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Node     *node.Node
+	URL     string // http://127.0.0.1:port
+	MQTTURL string
+	NATSURL string
+	Config  config.Config
+	Redis   *testenv.Redis
+	Store   *store.Store
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Node    *node.Node
 	// AdminKey is the bootstrap admin key (Options.Auth).
 	AdminKey string
 	cancel   context.CancelFunc
