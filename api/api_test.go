@@ -410,6 +410,10 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	if len(routes) < 13 {
 		t.Fatalf("only %d routes", len(routes))
 	}
+	roles := map[string]string{}
+	for _, r := range srv.Routes() {
+		roles[r.Method+" "+r.Path] = r.Role.String()
+	}
 	documented := 0
 	for _, r := range routes {
 		p := r.Path
@@ -427,6 +431,9 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		if !ok {
 			t.Errorf("route %s %s: method not in the document", r.Method, p)
 			continue
+		}
+		if got, want := op["x-required-role"], roles[r.Method+" "+r.Path]; got != want {
+			t.Errorf("%s %s: the document says role %v, the route table %s", r.Method, p, got, want)
 		}
 		if _, ok := op["responses"].(map[string]any)["200"]; !ok {
 			if _, ok := op["responses"].(map[string]any)["201"]; !ok {

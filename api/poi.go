@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/nats-io/nats.go"
 
+	"poi/internal/audit"
 	"poi/internal/store"
 	"poi/streams"
 	"poi/workers/embed"
@@ -214,6 +215,7 @@ func (s *Server) createPOI(c *gin.Context) {
 		s.internal(c, "enroll "+id, err)
 		return
 	}
+	s.audit(c, audit.POIEnroll, map[string]any{"poi_id": id, "severity": severity, "images": len(files), "references": len(poi.Refs)})
 	c.JSON(http.StatusCreated, body)
 }
 
@@ -307,6 +309,7 @@ func (s *Server) deletePOI(c *gin.Context) {
 		s.internal(c, "delete "+id, err)
 		return
 	}
+	s.audit(c, audit.POIDelete, map[string]any{"poi_id": id})
 	c.JSON(http.StatusOK, gin.H{"status": "deleted", "poi_id": id})
 }
 

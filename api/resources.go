@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"poi/internal/audit"
 	"poi/internal/config"
 	"poi/internal/scenescape"
 	"poi/internal/store"
@@ -21,8 +22,10 @@ import (
 const maxAlertsListed = 50
 
 func serveJPEG(c *gin.Context, b []byte) {
-	// Frames and thumbnails never change once written: clients may cache.
+	// Frames and thumbnails never change once written: the client may
+	// cache them, shared caches never (they are faces, served by key).
 	c.Header("Cache-Control", "private, max-age=86400, immutable")
+	c.Header("X-Content-Type-Options", "nosniff")
 	c.Data(http.StatusOK, "image/jpeg", b)
 }
 
@@ -144,5 +147,6 @@ func (s *Server) deleteAlerts(c *gin.Context) {
 		s.internal(c, "delete alerts", err)
 		return
 	}
+	s.audit(c, audit.AlertsClear, map[string]any{"deleted_count": n})
 	c.JSON(http.StatusOK, gin.H{"deleted_count": n})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"poi/internal/audit"
 	"poi/internal/store"
 	"poi/streams"
 	"poi/workers/embed"
@@ -161,6 +162,11 @@ func (s *Server) search(c *gin.Context) {
 	if !ok {
 		return
 	}
+	reason := strings.TrimSpace(formValue(c, "reason"))
+	if len(reason) > maxReason {
+		fail(c, http.StatusUnprocessableEntity, "invalid reason", fmt.Sprintf("reason: over %d characters", maxReason))
+		return
+	}
 	files := c.Request.MultipartForm.File["image"]
 	if len(files) != 1 {
 		fail(c, http.StatusUnprocessableEntity, "invalid image", fmt.Sprintf("image: %d files given, want 1", len(files)))
@@ -199,10 +205,20 @@ func (s *Server) search(c *gin.Context) {
 		body.MatchedPOIID = hits[0].POIID
 		body.TotalAppearances, body.Appearances = len(apps), apps
 		body.SearchStats = poiStats{SearchStage: "poi_index", POISimilarity: round4(float64(hits[0].Similarity)), QueryLatencyMS: sinceMS(start)}
+		if !s.auditSearch(c, "poi_index", from, to, len(apps), reason, map[string]any{"matched_poi_id": body.MatchedPOIID}) {
+			return
+		}
 		c.JSON(http.StatusOK, body)
 		return
 	}
 
+	// Stage 2 looks through every face seen, not just the watchlist.
+	if reason == "" && s.deps.Config.Search.RequireReason {
+		s.auditSearch(c, "detection_index", from, to, 0, "", map[string]any{"refused": "reason required"})
+		fail(c, http.StatusUnprocessableEntity, "reason required",
+			"reason: a search of every face seen (stage 2) needs a reason, such as a case number (search.require_reason)")
+		return
+	}
 	apps, stats, err := s.detectionAppearances(ctx, q, from, to, topK)
 	if err != nil {
 		s.internal(c, "search detection index", err)
@@ -210,7 +226,27 @@ func (s *Server) search(c *gin.Context) {
 	}
 	stats.QueryLatencyMS = sinceMS(start)
 	body.TotalAppearances, body.Appearances, body.SearchStats = len(apps), apps, stats
+	if !s.auditSearch(c, "detection_index", from, to, len(apps), reason, nil) {
+		return
+	}
 	c.JSON(http.StatusOK, body)
+}
+
+// maxReason bounds a search's reason.
+const maxReason = 256
+
+// auditSearch records a search. No result leaves the service unrecorded:
+// when the record cannot be stored the answer is a 503.
+func (s *Server) auditSearch(c *gin.Context, stage string, from, to time.Time, results int, reason string, extra map[string]any) bool {
+	d := map[string]any{"stage": stage, "start_time": rfc3339(from), "end_time": rfc3339(to), "results": results, "reason": reason}
+	for k, v := range extra {
+		d[k] = v
+	}
+	if s.audit(c, audit.Search, d) {
+		return true
+	}
+	fail(c, http.StatusServiceUnavailable, "audit unavailable", "the search was not answered: its audit record could not be stored (request "+c.GetString(requestIDHeader)+")")
+	return false
 }
 
 func (s *Server) zones(ctx context.Context, track string) ([]zoneBody, error) {

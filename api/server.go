@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/audit"
+	"poi/internal/auth"
 	"poi/internal/config"
 	"poi/internal/metrics"
 	"poi/internal/replica"
@@ -50,6 +52,72 @@ type Server struct {
 	scenescape *scenescape.Client
 	http       *http.Server
 	ln         net.Listener
+	limits     *limiter
+	recorder   *audit.Recorder
+}
+
+// route is one line of the route table: what it answers, the least role
+// that may call it (auth.Open: anyone, no key), the rate-limit bucket it
+// draws from ("" for none) and its handler.
+type route struct {
+	method, path string
+	role         auth.Role
+	limit        string
+	handle       gin.HandlerFunc
+}
+
+// Rate-limit buckets of the costly routes.
+const (
+	limitEnroll = "enroll"
+	limitSearch = "search"
+)
+
+// routes is the API's one route table: every route with the role it needs.
+// A route added anywhere else would escape access control, so add it here;
+// the API tests walk this table and fail for a route they do not know.
+func (s *Server) routes() []route {
+	const get, post, del = http.MethodGet, http.MethodPost, http.MethodDelete
+	return []route{
+		{get, "/api/v1/status", auth.Open, "", s.status},
+		{get, "/api/v1/openapi.json", auth.Open, "", s.openapi},
+		{post, "/api/v1/poi", auth.Operator, limitEnroll, s.createPOI},
+		{get, "/api/v1/poi", auth.Viewer, "", s.listPOIs},
+		{get, "/api/v1/poi/:poi_id", auth.Viewer, "", s.getPOI},
+		{del, "/api/v1/poi/:poi_id", auth.Admin, "", s.deletePOI},
+		{post, "/api/v1/search", auth.Operator, limitSearch, s.search},
+		{get, "/api/v1/frames/:encoded_key", auth.Viewer, "", s.frame},
+		{get, "/api/v1/thumbnail/:object_id", auth.Viewer, "", s.thumbnail},
+		{get, "/api/v1/cameras", auth.Viewer, "", s.listCameras},
+		{get, "/api/v1/cameras/:camera_id", auth.Viewer, "", s.getCamera},
+		{get, "/api/v1/alerts", auth.Viewer, "", s.listAlerts},
+		{del, "/api/v1/alerts", auth.Operator, "", s.deleteAlerts},
+		// The session exchange authenticates by the key in its body.
+		{post, "/api/v1/session", auth.Open, "", s.login},
+		{get, "/api/v1/session", auth.Viewer, "", s.whoami},
+		{del, "/api/v1/session", auth.Viewer, "", s.logout},
+		{get, "/api/v1/keys", auth.Admin, "", s.listKeys},
+		{post, "/api/v1/keys", auth.Admin, "", s.createKey},
+		{del, "/api/v1/keys/:key", auth.Admin, "", s.revokeKey},
+		{get, "/api/v1/audit", auth.Admin, "", s.readAudit},
+		// Open without a key only on metrics_addr (internal/node).
+		{get, "/metrics", auth.Viewer, "", gin.WrapH(s.deps.Metrics.Handler())},
+	}
+}
+
+// RouteRole is a route and the role it needs, for documentation and tests.
+type RouteRole struct {
+	Method, Path string
+	Role         auth.Role
+	Limited      bool
+}
+
+// Routes lists the route table.
+func (s *Server) Routes() []RouteRole {
+	var out []RouteRole
+	for _, rt := range s.routes() {
+		out = append(out, RouteRole{Method: rt.method, Path: rt.path, Role: rt.role, Limited: rt.limit != ""})
+	}
+	return out
 }
 
 // New builds the router. Listen and Serve start it.
@@ -58,27 +126,20 @@ func New(d Deps) *Server {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	s := &Server{deps: d, scenescape: scenescape.New(d.Config.SceneScape)}
-	r.Use(requestID(), accessLog(d.Log), recoverJSON(d.Log))
+	s := &Server{deps: d, scenescape: scenescape.New(d.Config.SceneScape),
+		limits: newLimiter(d.Config.API.RateLimit), recorder: audit.NewRecorder(d.JS)}
+	r.Use(requestID(), accessLog(d.Log), recoverJSON(d.Log), securityHeaders(), cors(d.Config.API.CORSOrigins))
 	r.NoRoute(func(c *gin.Context) { fail(c, http.StatusNotFound, "not found", "no route for "+c.Request.URL.Path) })
 	r.NoMethod(func(c *gin.Context) {
 		fail(c, http.StatusMethodNotAllowed, "method not allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
-	v1 := r.Group("/api/v1")
-	v1.GET("/status", s.status)
-	v1.POST("/poi", s.createPOI)
-	v1.GET("/poi", s.listPOIs)
-	v1.GET("/poi/:poi_id", s.getPOI)
-	v1.DELETE("/poi/:poi_id", s.deletePOI)
-	v1.POST("/search", s.search)
-	v1.GET("/frames/:encoded_key", s.frame)
-	v1.GET("/thumbnail/:object_id", s.thumbnail)
-	v1.GET("/cameras", s.listCameras)
-	v1.GET("/cameras/:camera_id", s.getCamera)
-	v1.GET("/alerts", s.listAlerts)
-	v1.DELETE("/alerts", s.deleteAlerts)
-	v1.GET("/openapi.json", s.openapi)
-	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+	for _, rt := range s.routes() {
+		chain := []gin.HandlerFunc{s.guard(rt.method, rt.path, rt.role)}
+		if rt.limit != "" {
+			chain = append(chain, s.rateLimit(rt.limit))
+		}
+		r.Handle(rt.method, rt.path, append(chain, rt.handle)...)
+	}
 	s.http = &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: 10 * time.Second,

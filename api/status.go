@@ -9,10 +9,12 @@ import (
 )
 
 type statusBody struct {
-	Status        string   `json:"status"`
-	FaissVectors  int      `json:"faiss_vectors"`
-	MQTTConnected bool     `json:"mqtt_connected"`
-	Down          []string `json:"down,omitempty"`
+	Status        string `json:"status"`
+	FaissVectors  int    `json:"faiss_vectors"`
+	MQTTConnected bool   `json:"mqtt_connected"`
+	// Down is a detail for callers with a key: open to probes, the status
+	// holds the seed's fields only.
+	Down []string `json:"down,omitempty"`
 }
 
 // status answers the seed's health check. Every dependency check is bounded
@@ -31,6 +33,9 @@ func (s *Server) status(c *gin.Context) {
 	if len(body.Down) > 0 {
 		body.Status = "degraded"
 		code = http.StatusServiceUnavailable
+	}
+	if _, ok := s.caller(c); !ok {
+		body.Down = nil
 	}
 	c.JSON(code, body)
 }

@@ -287,6 +287,27 @@ type Alert struct {
 	POIMetadata AlertPOIMetadata `json:"poi_metadata"`
 }
 
+// AuditActor is who acted: the key's id, name and role ("cli" for the
+// command line, "anonymous" with access control off).
+type AuditActor struct {
+	KeyID string `json:"key_id,omitempty"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+}
+
+// AuditEvent is one record of the audit trail (POI_AUDIT, subject
+// AuditSubj.{action}). It holds ids and counts, never photos, vectors,
+// notes or keys.
+type AuditEvent struct {
+	Header
+	Time      time.Time      `json:"time"`
+	Action    string         `json:"action"`
+	Actor     AuditActor     `json:"actor"`
+	Remote    string         `json:"remote"`
+	RequestID string         `json:"request_id,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+}
+
 // Header is embedded in every envelope: its "v" field says how to read it.
 type Header struct {
 	V int `json:"v"`

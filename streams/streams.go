@@ -40,6 +40,10 @@ const (
 	Control = "POI_CONTROL"
 	// DeadLetter keeps messages that failed MaxDeliver times, for operators.
 	DeadLetter = "POI_DLQ"
+	// Audit is the audit trail: who did what through the API and the CLI.
+	// It is append-only (no message delete, no purge) and keeps records for
+	// its own retention.
+	Audit = "POI_AUDIT"
 )
 
 // Subjects. Camera ids are escaped with Token before they go into a subject.
@@ -55,6 +59,7 @@ const (
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
 	ControlSubj      = "poi.control"           // .{enrolled|deleted}
 	DeadLetterSubj   = "poi.dlq"               // .{consumer}
+	AuditSubj        = "poi.audit"             // .{action}, the action's dotted name as tokens (poi.audit.poi.enroll)
 	// EmbedService is the core-NATS request-reply subject of the embedding
 	// service (queue group EmbedQueue), used by API processes that do not
 	// load models.
@@ -210,6 +215,8 @@ type Limits struct {
 	// Retention is how long samples stay replayable: the same as the
 	// all-detections index keeps them.
 	Retention time.Duration
+	// AuditRetention is how long the audit trail keeps its records.
+	AuditRetention time.Duration
 
 	// Partitions is how many partitions cameras are hashed into; each has
 	// its own tracker consumer, owned by one worker process at a time.
@@ -239,6 +246,7 @@ func DefaultLimits() Limits {
 		AlertsMaxAge:    7 * 24 * time.Hour,
 		DLQMaxAge:       7 * 24 * time.Hour,
 		Retention:       7 * 24 * time.Hour,
+		AuditRetention:  365 * 24 * time.Hour,
 
 		Partitions:             16,
 		PartitionAckWait:       5 * time.Second,
@@ -259,6 +267,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("partition max ack pending %d: want at least 1", l.PartitionMaxAckPending)
 	case l.MemberTTL <= 0:
 		return fmt.Errorf("member ttl %s: want > 0", l.MemberTTL)
+	case l.AuditRetention <= 0:
+		return fmt.Errorf("audit retention %s: want > 0", l.AuditRetention)
 	}
 	return nil
 }
@@ -334,6 +344,19 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 			MaxAge:      l.DLQMaxAge,
 			MaxBytes:    1 << 30,
 			Storage:     jetstream.FileStorage,
+		},
+		{
+			Name:        Audit,
+			Description: "audit trail of the API and the CLI: append-only",
+			Subjects:    []string{AuditSubj + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      l.AuditRetention,
+			// Nobody, not even an admin with NATS access through the
+			// service's API, removes a record before its time.
+			DenyDelete: true,
+			DenyPurge:  true,
+			Storage:    jetstream.FileStorage,
 		},
 	}
 }

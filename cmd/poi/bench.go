@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	xdraw "golang.org/x/image/draw"
 
+	"poi/api"
 	"poi/internal/config"
 	"poi/internal/imaging"
 	"poi/internal/loadgen"
@@ -42,6 +44,7 @@ type benchFlags struct {
 	frameGlob, size   string
 	jsonOut           bool
 	bareAddr          string
+	keyFile           string
 }
 
 func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
@@ -67,12 +70,36 @@ func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
 	fs.BoolVar(&b.jsonOut, "json", false, "print the steps as JSON")
 	fs.StringVar(&b.o.Stage, "stage", "index", "the stage whose processed messages count as done (bare: the bare bridge)")
 	fs.StringVar(&b.bareAddr, "bare-addr", "127.0.0.1:9109", "bare: where the bare bridge serves /metrics")
+	fs.StringVar(&b.keyFile, "key-file", "", "file holding an operator or admin API key for --api and --metrics (default {data_dir}/admin.key; none there: no key)")
+}
+
+// benchKey reads the API key the bench sends. The default file may be
+// absent (a deployment with access control off); a named one must exist.
+func benchKey(cfg config.Config, keyFile string) (string, error) {
+	path, named := keyFile, keyFile != ""
+	if !named {
+		path = api.AdminKeyFile(cfg.DataDir)
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !named {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("--key-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func runBench(ctx context.Context, cfg config.Config, mode string, b benchFlags, log *slog.Logger, stdout, stderr io.Writer) int {
 	b.o.Mode, b.o.MetricsURLs = mode, splitList(b.metrics)
 	switch mode {
 	case "scenescape", "frames":
+		key, err := benchKey(cfg, b.keyFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "poi bench: %v\n", err)
+			return 2
+		}
+		b.o.APIKey = key
 	case "bare":
 		return runBareBridge(ctx, cfg, b, log, stderr)
 	case "floor":
@@ -156,7 +183,7 @@ func sceneSources(ctx context.Context, nc *nats.Conn, mq *mqttclient.Client, b b
 	var visitors, strangers []loadgen.Person
 	existing := map[string]string{}
 	if b.apiURL != "" {
-		if existing, err = benchPOIs(ctx, b.apiURL); err != nil {
+		if existing, err = benchPOIs(ctx, b.apiURL, b.o.APIKey); err != nil {
 			return nil, err
 		}
 	}
@@ -169,7 +196,7 @@ func sceneSources(ctx context.Context, nc *nats.Conn, mq *mqttclient.Client, b b
 		// would take some of the alerts.
 		id, ok := existing[benchNotes(name)]
 		if !ok && b.apiURL != "" {
-			if id, err = enrollPOI(ctx, b.apiURL, name, img); err != nil {
+			if id, err = enrollPOI(ctx, b.apiURL, b.o.APIKey, name, img); err != nil {
 				return nil, err
 			}
 		}
@@ -244,7 +271,7 @@ func scaleOnto(jpeg []byte, size string) ([]byte, error) {
 }
 
 // enrollPOI enrols a photo through the API and returns the POI's id.
-func enrollPOI(ctx context.Context, api, name string, img []byte) (string, error) {
+func enrollPOI(ctx context.Context, api, key, name string, img []byte) (string, error) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, err := mw.CreateFormFile("images", name)
@@ -264,6 +291,7 @@ func enrollPOI(ctx context.Context, api, name string, img []byte) (string, error
 		return "", err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
+	setKey(req, key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("enroll %s: %w", name, err)
@@ -278,6 +306,13 @@ func enrollPOI(ctx context.Context, api, name string, img []byte) (string, error
 	return out.POIID, nil
 }
 
+// setKey sends key, if any, as a bearer token.
+func setKey(req *http.Request, key string) {
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+}
+
 func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // benchNotes marks the POIs the bench enrols.
@@ -286,16 +321,20 @@ func benchNotes(photo string) string {
 }
 
 // benchPOIs finds the POIs an earlier run enrolled, by their notes.
-func benchPOIs(ctx context.Context, api string) (map[string]string, error) {
+func benchPOIs(ctx context.Context, api, key string) (map[string]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/api/v1/poi", nil)
 	if err != nil {
 		return nil, err
 	}
+	setKey(req, key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("list pois: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list pois: status %d (an API with access control needs --key-file)", resp.StatusCode)
+	}
 	var list []struct {
 		POIID string `json:"poi_id"`
 		Notes string `json:"notes"`

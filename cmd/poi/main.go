@@ -35,6 +35,8 @@ commands:
            (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
   bench    load a deployment and measure it: poi bench scenescape|frames [--rate N --cameras N
            --fps F --step --duration D --metrics URLS ...] (poi bench MODE --help)
+  keys     API keys: poi keys create --role viewer|operator|admin --name NAME [--expires-in 720h],
+           poi keys list, poi keys revoke NAME_OR_ID (works on Redis directly; audited)
   eval     TAR/FAR of the face engine on labelled photos DIR/{identity}/*.jpg
            (eval DIR [--split] [--seed N] [--json]; docs/eval.md)
 
@@ -58,13 +60,13 @@ func run(args []string, stderr io.Writer) int {
 	if cmd == "eval" {
 		return eval.Main(rest, os.Environ(), os.Stdout, stderr)
 	}
-	benchMode := ""
-	if cmd == "bench" {
+	mode := ""
+	if cmd == "bench" || cmd == "keys" {
 		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			fmt.Fprint(stderr, "usage: poi bench scenescape|frames [flags]\n")
+			fmt.Fprintf(stderr, "usage: poi %s\n", map[string]string{"bench": "bench scenescape|frames [flags]", "keys": keysUsage}[cmd])
 			return 2
 		}
-		benchMode, rest = rest[0], rest[1:]
+		mode, rest = rest[0], rest[1:]
 	}
 	fs := flag.NewFlagSet("poi "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -86,6 +88,10 @@ func run(args []string, stderr io.Writer) int {
 	if cmd == "bench" {
 		addBenchFlags(fs, &bench)
 	}
+	var keys keysFlags
+	if cmd == "keys" {
+		addKeysFlags(fs, &keys)
+	}
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -101,7 +107,7 @@ func run(args []string, stderr io.Writer) int {
 		roles = node.Roles{Pools: all}
 	case "api":
 		roles = node.Roles{API: true}
-	case "camsim", "bench":
+	case "camsim", "bench", "keys":
 	default:
 		fmt.Fprintf(stderr, "poi: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -119,7 +125,10 @@ func run(args []string, stderr io.Writer) int {
 		return runCamsim(ctx, cfg, sim, simDir, simGlob, !simOnce, log, stderr)
 	}
 	if cmd == "bench" {
-		return runBench(ctx, cfg, benchMode, bench, log, os.Stdout, stderr)
+		return runBench(ctx, cfg, mode, bench, log, os.Stdout, stderr)
+	}
+	if cmd == "keys" {
+		return runKeys(ctx, cfg, mode, fs.Args(), keys, os.Stdout, stderr)
 	}
 	n, err := node.New(cfg, roles, log)
 	if err != nil {

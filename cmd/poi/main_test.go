@@ -40,7 +40,9 @@ type proc struct {
 }
 
 // startPoi runs `poi args...` with every port free and every file in a
-// temporary folder; extra environment entries override.
+// temporary folder; extra environment entries override. Access control is
+// off unless extraEnv turns it on (POI_AUTH_ENABLED=true): these tests are
+// about processes, not keys.
 func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) *proc {
 	t.Helper()
 	apiPort, natsPort, mqttPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
@@ -56,6 +58,7 @@ func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) 
 		"POI_API_DEPENDENCY_TIMEOUT=500ms",
 		"POI_FACE_MODEL_DIR="+testenv.ModelDir(t),
 		"POI_FACE_ORT_LIBRARY="+testenv.ORTLibrary(t),
+		"POI_AUTH_ENABLED=false",
 	)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{}),

@@ -42,6 +42,9 @@ type Config struct {
 	Partitions Partitions `yaml:"partitions"`
 	Index      Index      `yaml:"index"`
 	SceneScape SceneScape `yaml:"scenescape"`
+	Auth       Auth       `yaml:"auth"`
+	Search     Search     `yaml:"search"`
+	Audit      Audit      `yaml:"audit"`
 	// Cameras are named here when no SceneScape is configured; cameras
 	// seen on MQTT are listed too, named by their id.
 	Cameras []Camera `yaml:"cameras"`
@@ -93,6 +96,39 @@ type API struct {
 	MaxImages         int           `yaml:"max_images"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	DependencyTimeout time.Duration `yaml:"dependency_timeout"`
+	// CORSOrigins are the browser origins allowed to call the API from
+	// another site; empty: none (no CORS headers at all).
+	CORSOrigins []string  `yaml:"cors_origins"`
+	RateLimit   RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit bounds the costly requests (enrolments, searches) of each key:
+// a token bucket of Burst requests refilled at Rate a second, per process.
+type RateLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// Auth configures access control of the API.
+type Auth struct {
+	// Enabled is true unless switched off explicitly; off, every caller is
+	// an anonymous admin and each start logs a warning.
+	Enabled bool `yaml:"enabled"`
+	// SessionTTL is how long a browser session lasts after its login.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// Search configures the search endpoint's rules.
+type Search struct {
+	// RequireReason makes a reason (a case number) mandatory for stage-2
+	// searches over every face seen.
+	RequireReason bool `yaml:"require_reason"`
+}
+
+// Audit configures the audit trail.
+type Audit struct {
+	// Retention is how long audit records are kept.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // NATS configures the message bus: an external URL, or an embedded server.
@@ -395,6 +431,23 @@ func (c Config) Validate() error {
 	}
 	if c.API.DependencyTimeout <= 0 {
 		bad("api.dependency_timeout", "must be positive")
+	}
+	for i, o := range c.API.CORSOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || o != strings.TrimRight(o, "/") {
+			bad(fmt.Sprintf("api.cors_origins[%d]", i), "must be an origin like https://console.example.com, got %q", o)
+		}
+	}
+	if c.API.RateLimit.Rate <= 0 {
+		bad("api.rate_limit.rate", "must be positive (requests a second), got %g", c.API.RateLimit.Rate)
+	}
+	if c.API.RateLimit.Burst < 1 {
+		bad("api.rate_limit.burst", "must be at least 1, got %d", c.API.RateLimit.Burst)
+	}
+	if c.Auth.SessionTTL < time.Minute {
+		bad("auth.session_ttl", "must be at least 1m, got %s", c.Auth.SessionTTL)
+	}
+	if c.Audit.Retention < time.Hour {
+		bad("audit.retention", "must be at least 1h, got %s", c.Audit.Retention)
 	}
 	if c.NATS.Embedded() {
 		if c.NATS.EmbeddedPort < 0 || c.NATS.EmbeddedPort > 65535 {

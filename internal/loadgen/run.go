@@ -41,6 +41,9 @@ type Options struct {
 	StepFactor float64
 	// MetricsURLs are the /metrics endpoints of the deployment's processes.
 	MetricsURLs []string
+	// APIKey, when set, is sent as a bearer token with every scrape: the
+	// API's own /metrics needs a key (metrics_addr does not).
+	APIKey string
 	// Stage whose processed messages count as done ("index").
 	Stage string
 }
@@ -313,11 +316,17 @@ func (r *Runner) scrape(ctx context.Context, url string) ([]Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
+	if r.o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+r.o.APIKey)
+	}
 	resp, err := r.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: status %d (the API's /metrics needs --key-file)", url, resp.StatusCode)
+	}
 	return ParseMetrics(resp.Body)
 }
 

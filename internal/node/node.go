@@ -194,6 +194,7 @@ func (n *Node) start(ctx context.Context) error {
 	defer cancel()
 	limits := streams.DefaultLimits()
 	limits.Retention = n.cfg.Pipeline.Retention
+	limits.AuditRetention = n.cfg.Audit.Retention
 	pt := n.cfg.Partitions
 	limits.Partitions, limits.PartitionAckWait, limits.PinnedTTL, limits.MemberTTL = pt.Count, pt.AckWait, pt.PinnedTTL, pt.MemberTTL
 	limits.PartitionMaxAckPending = 2 * pt.Batch

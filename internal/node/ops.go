@@ -13,8 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// serveOps gives processes without the API a /metrics for Prometheus and a
-// /healthz for orchestrators (200 while NATS and Redis answer, else 503).
+// serveOps serves metrics_addr: a /metrics for Prometheus and a /healthz
+// for orchestrators (200 while NATS and Redis answer, else 503), both open,
+// so metrics_addr belongs on a network only the operators reach. On the API
+// address /metrics needs a key.
 func (n *Node) serveOps() error {
 	ln, err := net.Listen("tcp", n.cfg.MetricsAddr)
 	if err != nil {

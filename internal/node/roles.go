@@ -157,7 +157,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 			return err
 		}
 	}
-	if !n.roles.API && n.cfg.MetricsAddr != "" {
+	if n.cfg.MetricsAddr != "" {
 		if err := n.serveOps(); err != nil {
 			return err
 		}
@@ -188,6 +188,15 @@ func (n *Node) startRoles(ctx context.Context) error {
 		})
 		if err := n.api.Listen(); err != nil {
 			return fmt.Errorf("api.addr: %w", err)
+		}
+		if !n.cfg.Auth.Enabled {
+			n.log.Warn("access control is OFF (auth.enabled: false): anyone who reaches the API is an admin", "addr", n.api.Addr())
+		}
+		if err := n.api.Bootstrap(ctx); err != nil {
+			// Redis down at start: keep trying, as the rest of the
+			// process does.
+			n.log.Warn("auth bootstrap deferred", "error", err)
+			n.actors = append(n.actors, actor{"auth-bootstrap", n.api.RetryBootstrap})
 		}
 	}
 	return nil

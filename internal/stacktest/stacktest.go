@@ -14,12 +14,14 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/api"
 	"poi/internal/config"
 	"poi/internal/mqttclient"
 	"poi/internal/node"
@@ -29,15 +31,17 @@ import (
 
 // Stack is a running service.
 type Stack struct {
-	URL      string // http://127.0.0.1:port
-	MQTTURL  string
-	NATSURL  string
-	Config   config.Config
-	Redis    *testenv.Redis
-	Store    *store.Store
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Node     *node.Node
+	URL     string // http://127.0.0.1:port
+	MQTTURL string
+	NATSURL string
+	Config  config.Config
+	Redis   *testenv.Redis
+	Store   *store.Store
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Node    *node.Node
+	// AdminKey is the bootstrap admin key (Options.Auth).
+	AdminKey string
 	cancel   context.CancelFunc
 	finished chan error
 }
@@ -52,6 +56,12 @@ type Options struct {
 	Redis *testenv.Redis
 	// DataDir to use instead of a fresh temporary one.
 	DataDir string
+	// Auth runs the stack with access control on, as deployed; the stack's
+	// AdminKey is then the bootstrap key. Off (the default for tests that
+	// are not about access control), every caller is an admin.
+	Auth bool
+	// Log receives the stack's log at debug level instead of stderr.
+	Log io.Writer
 }
 
 // Env returns the POI_* environment of an isolated stack: free ports, a
@@ -83,7 +93,11 @@ func Start(t testing.TB, o Options) *Stack {
 	if o.Pools == nil {
 		o.Pools = []string{"detect", "embed", "index", "alert"}
 	}
-	cfg, err := config.Load("", append(Env(t, o.Redis.URL(), o.DataDir), o.Env...))
+	env := Env(t, o.Redis.URL(), o.DataDir)
+	if !o.Auth {
+		env = append(env, "POI_AUTH_ENABLED=false")
+	}
+	cfg, err := config.Load("", append(env, o.Env...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +105,11 @@ func Start(t testing.TB, o Options) *Stack {
 	if os.Getenv("POI_TEST_VERBOSE") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(io.Writer(os.Stderr), &slog.HandlerOptions{Level: level}))
+	var out io.Writer = os.Stderr
+	if o.Log != nil {
+		out, level = o.Log, slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	n, err := node.New(cfg, node.Roles{Embedded: true, Bridge: true, API: true, Pools: o.Pools}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +137,27 @@ func Start(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	s.JS, _ = jetstream.New(s.NC)
+	if o.Auth {
+		b, err := os.ReadFile(api.AdminKeyFile(o.DataDir))
+		if err != nil {
+			t.Fatalf("the bootstrap admin key: %v", err)
+		}
+		s.AdminKey = strings.TrimSpace(string(b))
+	}
 	return s
+}
+
+// Request is an http.Request with key (if not empty) as a bearer token.
+func Request(t testing.TB, method, url, key string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return req
 }
 
 // Stop shuts the stack down and waits for it (idempotent).

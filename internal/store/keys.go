@@ -24,6 +24,10 @@ package store
 //	camera:seen                     HASH camera_id -> last seen (RFC3339) owner: bridge TTL: none
 //	camera:latest:{camera}          STRING latest frame JPEG             owner: frames TTL: 60s
 //	thumb:{track}                   STRING face thumbnail JPEG           owner: index  TTL: retention
+//	apikey:{key_id}                 HASH API key record (name, role, SHA-256 of the key, times) owner: api, poi keys  TTL: none (revoked keys stay listed)
+//	apikey:ids                      ZSET key_id by created_at (unix ms)  owner: api, poi keys  TTL: none
+//	apikey:names                    HASH name -> key_id of keys not revoked (names are unique among them) owner: api, poi keys TTL: none
+//	session:{sha256 of token}       HASH key_id, csrf (SHA-256 of the CSRF token), created_at owner: api  TTL: auth.session_ttl
 //
 // Frame namespace: the only keys GET /api/v1/frames/{encoded_key} serves.
 //
@@ -131,6 +135,19 @@ func (k Keys) DetectionFrame(id string) string { return k.k("detection", "frame"
 func (k Keys) ZoneFrame(track, zone string, entry time.Time, which string) string {
 	return k.k("zone", "frame", track, zone, strconv.FormatInt(entry.UnixMilli(), 10), which)
 }
+
+// APIKey is one API key's record.
+func (k Keys) APIKey(id string) string { return k.k("apikey", id) }
+
+// APIKeyIDs lists every API key id by creation time.
+func (k Keys) APIKeyIDs() string { return k.k("apikey", "ids") }
+
+// APIKeyNames maps the names of keys not revoked to their ids.
+func (k Keys) APIKeyNames() string { return k.k("apikey", "names") }
+
+// Session is a browser session, named by the hash of its token (a leaked
+// Redis dump does not hand out live sessions).
+func (k Keys) Session(tokenHash string) string { return k.k("session", tokenHash) }
 
 // IsFrameKey reports whether key is in the frame namespace under this prefix.
 func (k Keys) IsFrameKey(key string) bool {
