@@ -35,6 +35,8 @@ commands:
            (--camera ID --dir DIR --glob '*.jpg' --fps 2 --format json|raw|scenescape --count N --once)
   bench    load a deployment and measure it: poi bench scenescape|frames [--rate N --cameras N
            --fps F --step --duration D --metrics URLS ...] (poi bench MODE --help)
+  erase    erase a POI everywhere, or finish an interrupted erasure: erase POI_ID;
+           prove nothing names it or holds its vectors: erase --verify POI_ID
   eval     TAR/FAR of the face engine on labelled photos DIR/{identity}/*.jpg
            (eval DIR [--split] [--seed N] [--json]; docs/eval.md)
 
@@ -57,6 +59,11 @@ func run(args []string, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	if cmd == "eval" {
 		return eval.Main(rest, os.Environ(), os.Stdout, stderr)
+	}
+	if cmd == "erase" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runErase(ctx, os.Getenv("POI_CONFIG"), rest, os.Stdout, stderr)
 	}
 	benchMode := ""
 	if cmd == "bench" {

@@ -123,6 +123,15 @@ type NATS struct {
 // Embedded reports whether the process must start its own nats-server.
 func (n NATS) Embedded() bool { return n.URL == "" }
 
+// ClientURL is where a client of this deployment's NATS connects: the
+// external URL, or the embedded server of a running `poi run`.
+func (n NATS) ClientURL() string {
+	if n.Embedded() {
+		return "nats://" + net.JoinHostPort(n.EmbeddedHost, strconv.Itoa(n.EmbeddedPort))
+	}
+	return n.URL
+}
+
 // MQTT configures the camera-side broker: an external URL, or an embedded one.
 type MQTT struct {
 	URL            string        `yaml:"url"`
