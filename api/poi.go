@@ -2,15 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,27 +15,15 @@ import (
 
 	"poi/internal/audit"
 	"poi/internal/store"
-	"poi/streams"
 	"poi/workers/embed"
 )
 
 // validSeverity: a POI is low, medium (the default) or high.
 func validSeverity(s string) bool { return s == "low" || s == "medium" || s == "high" }
 
-// isPOIID checks the "poi-" + 8 lower-case hex form; anything else cannot
-// name a POI, so it is a 404 without touching Redis.
-func isPOIID(s string) bool {
-	rest, ok := strings.CutPrefix(s, "poi-")
-	if !ok || len(rest) != 8 {
-		return false
-	}
-	for _, c := range rest {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// isPOIID: anything that is not a POI id's form cannot name a POI, so it
+// is a 404 without touching Redis.
+func isPOIID(s string) bool { return store.IsPOIID(s) }
 
 type referenceImage struct {
 	EmbeddingID string `json:"embedding_id"`
@@ -64,12 +49,6 @@ type poiBody struct {
 	CreatedAt       string           `json:"created_at"`
 	// Images is an addition to the seed: what happened to each photo.
 	Images []enrolledImage `json:"images,omitempty"`
-}
-
-func newPOIID() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return "poi-" + hex.EncodeToString(b[:])
 }
 
 // uploadError maps an embedding failure of one uploaded photo to a status.
@@ -161,7 +140,11 @@ func (s *Server) createPOI(c *gin.Context) {
 		return
 	}
 
-	id := newPOIID()
+	id, err := store.NewPOIID()
+	if err != nil {
+		s.internal(c, "enroll", err)
+		return
+	}
 	poi := store.POI{ID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: time.Now().UTC()}
 	body := poiBody{POIID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: poi.CreatedAt.Format(time.RFC3339)}
 	for i, fh := range files {
@@ -184,7 +167,7 @@ func (s *Server) createPOI(c *gin.Context) {
 		}
 		used := rep.Faces[rep.Used]
 		poi.Model = rep.Model
-		eid := fmt.Sprintf("emb-%s-%d", id[len("poi-"):], len(poi.Refs)+1)
+		eid := store.EmbeddingID(id, len(poi.Refs)+1)
 		poi.Refs = append(poi.Refs, store.Ref{EmbeddingID: eid, Vector: used.Embedding, Photo: used.Thumb})
 		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(used.Embedding)})
 		img.FacesDetected, img.FaceBBox, img.EmbeddingID = len(rep.Faces), used.Box[:], eid
@@ -198,37 +181,13 @@ func (s *Server) createPOI(c *gin.Context) {
 		fail(c, http.StatusServiceUnavailable, "model mismatch", fmt.Sprintf("embedding worker uses %q, this API serves %q", poi.Model, s.deps.POI.Index().Model().Name))
 		return
 	}
-	ctx := c.Request.Context()
-	if err := s.deps.Store.CreatePOI(ctx, poi); err != nil {
-		s.internal(c, "enroll "+id, err)
-		return
-	}
-	ev := streams.ControlEvent{Header: streams.Current(), Op: streams.OpEnrolled, POIID: id, Model: poi.Model}
-	for _, r := range poi.Refs {
-		ev.Refs = append(ev.Refs, streams.RefVector{EmbeddingID: r.EmbeddingID, Vector: r.Vector})
-	}
-	if err := s.deps.POI.Apply(ev); err != nil {
-		s.internal(c, "enroll "+id, err)
-		return
-	}
-	if err := s.publishControl(c, ev); err != nil {
-		s.internal(c, "enroll "+id, err)
-		return
-	}
-	s.audit(c, audit.POIEnroll, map[string]any{"poi_id": id, "severity": severity, "images": len(files), "references": len(poi.Refs)})
-	c.JSON(http.StatusCreated, body)
-}
-
-// publishControl tells every other replica of the POI index.
-func (s *Server) publishControl(c *gin.Context, ev streams.ControlEvent) error {
-	msg, err := streams.NewMsg(streams.Subject(streams.ControlSubj, ev.Op), &ev)
+	stored, err := s.enrol(c.Request.Context(), poi)
 	if err != nil {
-		return err
+		s.internal(c, "enroll "+id, err)
+		return
 	}
-	if _, err := s.deps.JS.PublishMsg(c.Request.Context(), msg); err != nil {
-		return fmt.Errorf("publish %s %s: %w", ev.Op, ev.POIID, err)
-	}
-	return nil
+	s.audit(c, audit.POIEnroll, map[string]any{"poi_id": stored, "severity": severity, "images": len(files), "references": len(poi.Refs)})
+	c.JSON(http.StatusCreated, body.renamed(stored))
 }
 
 func toBody(p store.POI) poiBody {
@@ -276,41 +235,6 @@ func (s *Server) getPOI(c *gin.Context) {
 		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: r.EmbeddingID, VectorDim: len(r.Vector)})
 	}
 	c.JSON(http.StatusOK, body)
-}
-
-// deletePOI follows the seed's order: Redis metadata first (from then on
-// the POI does not exist for anyone), then the FAISS vectors of every
-// replica, then embedding mappings, photos and everything else naming it.
-func (s *Server) deletePOI(c *gin.Context) {
-	id, ok := s.poiParam(c)
-	if !ok {
-		return
-	}
-	ctx := c.Request.Context()
-	found, err := s.deps.Store.DeletePOIMetadata(ctx, id)
-	if err != nil {
-		s.internal(c, "delete "+id, err)
-		return
-	}
-	if !found {
-		fail(c, http.StatusNotFound, "poi not found", fmt.Sprintf("no POI %q", id))
-		return
-	}
-	ev := streams.ControlEvent{Header: streams.Current(), Op: streams.OpDeleted, POIID: id}
-	if err := s.deps.POI.Apply(ev); err != nil {
-		s.internal(c, "delete "+id, err)
-		return
-	}
-	if err := s.publishControl(c, ev); err != nil {
-		s.internal(c, "delete "+id, err)
-		return
-	}
-	if err := s.deps.Store.DeletePOIData(ctx, id); err != nil {
-		s.internal(c, "delete "+id, err)
-		return
-	}
-	s.audit(c, audit.POIDelete, map[string]any{"poi_id": id})
-	c.JSON(http.StatusOK, gin.H{"status": "deleted", "poi_id": id})
 }
 
 // internal logs the cause and answers without leaking it: 503 when a

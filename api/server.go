@@ -19,7 +19,9 @@ import (
 	"poi/internal/audit"
 	"poi/internal/auth"
 	"poi/internal/config"
+	"poi/internal/erasure"
 	"poi/internal/metrics"
+	"poi/internal/outbox"
 	"poi/internal/replica"
 	"poi/internal/scenescape"
 	"poi/internal/store"
@@ -37,6 +39,9 @@ type Deps struct {
 	// POI and Detections are this process's index replicas.
 	POI        *replica.POI
 	Detections *replica.Detections
+	// Outbox publishes enrolments; Erase runs the purge of DELETE /poi.
+	Outbox *outbox.Outbox
+	Erase  *erasure.Purger
 	// MQTTConnected reports the live state of this process's MQTT client.
 	MQTTConnected func() bool
 	// VectorCount is the number of vectors in every FAISS index this process

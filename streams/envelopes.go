@@ -248,13 +248,23 @@ const (
 )
 
 // ControlEvent tells every POI index replica about an enrolment or deletion
-// (poi.control.{op}).
+// (poi.control.{op}.{poi_id}). A deletion carries the id only, never
+// vectors: it is the tombstone every replica applies.
 type ControlEvent struct {
 	Header
 	Op    string      `json:"op"`
 	POIID string      `json:"poi_id"`
 	Model string      `json:"model,omitempty"`
 	Refs  []RefVector `json:"refs,omitempty"`
+}
+
+// ReplicaHolding is a POI index replica's answer on ReplicaQuery: how many
+// FAISS ids it holds for the POI asked about.
+type ReplicaHolding struct {
+	Header
+	Replica  string `json:"replica"`
+	POIID    string `json:"poi_id"`
+	FAISSIDs int    `json:"faiss_ids"`
 }
 
 // AlertMatch is the nested match object of an alert (seed contract).

@@ -57,7 +57,7 @@ const (
 	SightingsSubj    = "poi.sighting"          // .{camera}
 	SamplesSubj      = "poi.sample"            // .{camera}
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
-	ControlSubj      = "poi.control"           // .{enrolled|deleted}
+	ControlSubj      = "poi.control"           // .{enrolled|deleted}.{poi_id} (ControlSubject)
 	DeadLetterSubj   = "poi.dlq"               // .{consumer}
 	AuditSubj        = "poi.audit"             // .{action}, the action's dotted name as tokens (poi.audit.poi.enroll)
 	// EmbedService is the core-NATS request-reply subject of the embedding
@@ -71,7 +71,22 @@ const (
 	// process that runs the detect pool, whatever partitions they own.
 	DetectService = "poi.svc.detect"
 	DetectQueue   = "detect"
+	// ReplicaQuery is the core-NATS subject every POI index replica
+	// answers (no queue group: each one replies) with what it holds for a
+	// POI id, so `poi erase --verify` can ask every running process.
+	ReplicaQuery = "poi.svc.replica"
 )
+
+// ControlSubject is the subject of a control event: one per POI and op, so
+// that erasing a POI can purge exactly its messages (ControlPOIFilter).
+func ControlSubject(op, poiID string) string { return Subject(ControlSubj, op, poiID) }
+
+// ControlPOIFilter matches every control message of one POI.
+func ControlPOIFilter(poiID string) string { return ControlSubj + ".*." + Token(poiID) }
+
+// AlertsPOIFilter matches every alert of one POI on POI_ALERTS, whatever
+// its severity.
+func AlertsPOIFilter(poiID string) string { return AlertsSubj + ".*." + Token(poiID) }
 
 // Members is the key-value bucket where the worker processes of each
 // partitioned stage announce themselves (key {stage}.{member}); entries
@@ -333,7 +348,10 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      24 * time.Hour,
-			Storage:     jetstream.FileStorage,
+			// The enrolment outbox re-publishes with the same Nats-Msg-Id
+			// until it sees an ack: the window drops the repeats.
+			Duplicates: l.DuplicateWindow,
+			Storage:    jetstream.FileStorage,
 		},
 		{
 			Name:        DeadLetter,

@@ -37,6 +37,8 @@ commands:
            --fps F --step --duration D --metrics URLS ...] (poi bench MODE --help)
   keys     API keys: poi keys create --role viewer|operator|admin --name NAME [--expires-in 720h],
            poi keys list, poi keys revoke NAME_OR_ID (works on Redis directly; audited)
+  erase    erase a POI everywhere, or finish an interrupted erasure: erase POI_ID;
+           prove nothing names it or holds its vectors: erase --verify POI_ID
   eval     TAR/FAR of the face engine on labelled photos DIR/{identity}/*.jpg
            (eval DIR [--split] [--seed N] [--json]; docs/eval.md)
 
@@ -59,6 +61,11 @@ func run(args []string, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	if cmd == "eval" {
 		return eval.Main(rest, os.Environ(), os.Stdout, stderr)
+	}
+	if cmd == "erase" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runErase(ctx, os.Getenv("POI_CONFIG"), rest, os.Stdout, stderr)
 	}
 	mode := ""
 	if cmd == "bench" || cmd == "keys" {

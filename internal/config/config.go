@@ -45,6 +45,8 @@ type Config struct {
 	Auth       Auth       `yaml:"auth"`
 	Search     Search     `yaml:"search"`
 	Audit      Audit      `yaml:"audit"`
+	Erasure    Erasure    `yaml:"erasure"`
+	Outbox     Outbox     `yaml:"outbox"`
 	// Cameras are named here when no SceneScape is configured; cameras
 	// seen on MQTT are listed too, named by their id.
 	Cameras []Camera `yaml:"cameras"`
@@ -55,6 +57,23 @@ type Index struct {
 	SegmentDuration time.Duration `yaml:"segment_duration"`
 	HNSWMinVectors  int           `yaml:"hnsw_min_vectors"`
 	SnapshotEvery   time.Duration `yaml:"snapshot_every"`
+}
+
+// Erasure configures the purge of a deleted POI (README, "Erasure").
+type Erasure struct {
+	// TombstoneTTL is how long an erased POI's tombstone keeps racing
+	// writers from recreating its keys, and a repeated DELETE answered 200.
+	TombstoneTTL time.Duration `yaml:"tombstone_ttl"`
+	// ReplicaWait bounds how long a purge waits for every POI index replica
+	// to be handed the deletion (and `poi erase --verify` for their answers).
+	ReplicaWait time.Duration `yaml:"replica_wait"`
+}
+
+// Outbox configures the relay of enrolments and unfinished purges.
+type Outbox struct {
+	// RelayInterval is how often pending enrolment events are published
+	// again and unfinished purges resumed (also once at start).
+	RelayInterval time.Duration `yaml:"relay_interval"`
 }
 
 // SceneScape configures its REST API, the source of the camera list.
@@ -141,6 +160,15 @@ type NATS struct {
 
 // Embedded reports whether the process must start its own nats-server.
 func (n NATS) Embedded() bool { return n.URL == "" }
+
+// ClientURL is where a client of this deployment's NATS connects: the
+// external URL, or the embedded server of a running `poi run`.
+func (n NATS) ClientURL() string {
+	if n.Embedded() {
+		return "nats://" + net.JoinHostPort(n.EmbeddedHost, strconv.Itoa(n.EmbeddedPort))
+	}
+	return n.URL
+}
 
 // MQTT configures the camera-side broker: an external URL, or an embedded one.
 type MQTT struct {
@@ -519,6 +547,9 @@ func (c Config) Validate() error {
 		{"pipeline.track_silence", c.Pipeline.TrackSilence},
 		{"pipeline.alert_cooldown", c.Pipeline.AlertCooldown},
 		{"pipeline.retention", c.Pipeline.Retention},
+		{"erasure.tombstone_ttl", c.Erasure.TombstoneTTL},
+		{"erasure.replica_wait", c.Erasure.ReplicaWait},
+		{"outbox.relay_interval", c.Outbox.RelayInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)

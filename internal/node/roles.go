@@ -11,8 +11,10 @@ import (
 	"poi/api"
 	"poi/bridge"
 	"poi/internal/config"
+	"poi/internal/erasure"
 	"poi/internal/face"
 	"poi/internal/imaging"
+	"poi/internal/outbox"
 	"poi/internal/replica"
 	"poi/internal/vectorindex"
 	"poi/streams"
@@ -37,6 +39,12 @@ func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
 // ImageLimits bounds the images the service decodes.
 func ImageLimits(cfg config.Config) imaging.Limits {
 	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+}
+
+// ErasureConfig is the purge the erasure.* settings describe (the API's
+// DELETE and `poi erase` run the same one).
+func ErasureConfig(cfg config.Config) erasure.Config {
+	return erasure.Config{TombstoneTTL: cfg.Erasure.TombstoneTTL, ReplicaWait: cfg.Erasure.ReplicaWait}
 }
 
 // FaceConfig is the face engine the service's face.* settings describe: the
@@ -173,6 +181,10 @@ func (n *Node) startRoles(ctx context.Context) error {
 		}
 		n.closers = append(n.closers, det.Close)
 		n.actors = append(n.actors, actor{"detection-replica", det.Run})
+		ob := outbox.New(n.store, n.js, n.log)
+		purger := erasure.NewPurger(ErasureConfig(n.cfg), n.store, n.js, poiReplica, n.log)
+		relay := outbox.NewRelay(ob, n.cfg.Outbox.RelayInterval, purger.Purge)
+		n.actors = append(n.actors, actor{"outbox-relay", relay.Run})
 		n.api = api.New(api.Deps{
 			Config:        n.cfg,
 			Store:         n.store,
@@ -181,6 +193,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 			Embed:         embedClient,
 			POI:           poiReplica,
 			Detections:    det,
+			Outbox:        ob,
+			Erase:         purger,
 			Metrics:       n.metrics,
 			MQTTConnected: n.mqttConnected,
 			VectorCount:   func() int { return poiReplica.Index().Count() + det.Index().Count() },

@@ -8,6 +8,9 @@ package replica
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"poi/internal/store"
@@ -25,6 +29,8 @@ import (
 
 // POI is a replica of the POI index.
 type POI struct {
+	// name tells replicas apart in `poi erase --verify`.
+	name  string
 	idx   *vectorindex.POIIndex
 	store *store.Store
 	js    jetstream.JetStream
@@ -37,7 +43,11 @@ func NewPOI(model vectorindex.Model, st *store.Store, js jetstream.JetStream, lo
 	if err != nil {
 		return nil, fmt.Errorf("poi replica: %w", err)
 	}
-	return &POI{idx: idx, store: st, js: js, log: log.With("component", "poi-replica")}, nil
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	name := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return &POI{name: name, idx: idx, store: st, js: js, log: log.With("component", "poi-replica")}, nil
 }
 
 // Index is the live index (safe for concurrent search).
@@ -67,6 +77,12 @@ func (p *POI) Start(ctx context.Context) error {
 			p.log.Warn("bad control event", "error", err)
 			return
 		}
+		if ev.Op == streams.OpEnrolled && p.erased(ctx, ev.POIID) {
+			// A late enrolment event (the outbox relay racing a purge)
+			// must not bring an erased POI back into the index.
+			p.log.Info("enrolment of an erased poi ignored", "poi_id", ev.POIID)
+			return
+		}
 		if err := p.Apply(ev); err != nil {
 			p.log.Error("apply control event", "op", ev.Op, "poi_id", ev.POIID, "error", err)
 		}
@@ -74,8 +90,53 @@ func (p *POI) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("poi replica: consume control: %w", err)
 	}
-	go func() { <-ctx.Done(); cc.Stop() }()
+	sub, err := p.js.Conn().Subscribe(streams.ReplicaQuery, p.answer)
+	if err != nil {
+		cc.Stop()
+		return fmt.Errorf("poi replica: subscribe %s: %w", streams.ReplicaQuery, err)
+	}
+	go func() {
+		<-ctx.Done()
+		cc.Stop()
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			p.log.Warn("unsubscribe replica query", "error", err)
+		}
+	}()
 	return nil
+}
+
+// erased reports whether the POI has a tombstone, asking Redis until it
+// answers (or ctx ends): control events are applied in order, so waiting
+// here holds back the events behind this one, which is what we want.
+func (p *POI) erased(ctx context.Context, id string) bool {
+	wait := 50 * time.Millisecond
+	for {
+		erased, err := p.store.Erased(ctx, id)
+		if err == nil {
+			return erased
+		}
+		p.log.Warn("tombstone check failed; retrying", "poi_id", id, "error", err)
+		select {
+		case <-ctx.Done():
+			return true // shutting down: applying nothing is safe, a restart rebuilds
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// answer tells `poi erase --verify` how many FAISS ids this replica holds
+// for the POI named in the request.
+func (p *POI) answer(m *nats.Msg) {
+	id := string(m.Data)
+	body, err := json.Marshal(streams.ReplicaHolding{Header: streams.Current(), Replica: p.name, POIID: id, FAISSIDs: p.idx.Holds(id)})
+	if err != nil {
+		p.log.Error("encode replica answer", "error", err)
+		return
+	}
+	if err := m.Respond(body); err != nil {
+		p.log.Warn("answer replica query", "error", err)
+	}
 }
 
 // Rebuild replaces the index with the POIs in Redis.

@@ -15,15 +15,20 @@ const (
 	ClaimReplay   = "replay"   // the same alert again (a redelivery): re-send it, idempotently
 	ClaimDup      = "dup"      // this track already alerted for this POI
 	ClaimCooldown = "cooldown" // the POI alerted on this camera within the cooldown
+	ClaimErased   = "erased"   // the POI is being or was erased: nothing was written
 )
 
 // claimScript decides atomically whether a sighting raises an alert, so two
-// alert workers racing on the same track cannot both raise one. On a new
+// alert workers racing on the same track cannot both raise one. It checks
+// the POI's tombstone in the same step: a worker that found the POI just
+// before its erasure claims nothing, so it cannot recreate the markers the
+// purge removes. On a new
 // claim it also counts the POI's alerts and remembers the count before this
 // one, so that a replay reports the same total_previous_matches.
 const claimLua = `
 local dedup, cooldown, matches = KEYS[1], KEYS[2], KEYS[3]
 local id, ttl, cool = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'erased', ''} end
 local cur = redis.call('GET', dedup)
 if cur then
   local sep = string.find(cur, '|', 1, true)
@@ -45,7 +50,7 @@ return {'new', tostring(prev)}
 // earlier alerts of the POI.
 func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera string, retention, cooldown time.Duration) (string, int64, error) {
 	k := s.keys
-	res, err := s.claimScript.Run(ctx, s.rdb, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi)},
+	res, err := s.claimScript.Run(ctx, s.rdb, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi), k.Tombstone(poi)},
 		alertID, retention.Milliseconds(), cooldown.Milliseconds()).StringSlice()
 	if err != nil {
 		return "", 0, fmt.Errorf("claim alert %s: %w", alertID, err)
@@ -61,8 +66,10 @@ func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera stri
 const maxRecentAlerts = 500
 
 // storeAlertScript stores an alert once: a replay finds the record and
-// leaves the list alone, so the list never holds an alert twice.
+// leaves the list alone, so the list never holds an alert twice. Nothing is
+// stored for an erased POI (-1).
 const storeAlertLua = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('LPUSH', KEYS[2], ARGV[1])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
@@ -71,13 +78,17 @@ end
 return 0
 `
 
-// StoreAlert records an alert (JSON) and puts it at the head of the recent
-// list; it reports whether it was new.
-func (s *Store) StoreAlert(ctx context.Context, alertID string, alertJSON []byte, ttl time.Duration) (bool, error) {
-	n, err := s.storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent()},
+// StoreAlert records an alert (JSON) of poi and puts it at the head of the
+// recent list; it reports whether it was new. For an erased POI it stores
+// nothing and returns ErrErased.
+func (s *Store) StoreAlert(ctx context.Context, alertID, poi string, alertJSON []byte, ttl time.Duration) (bool, error) {
+	n, err := s.storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent(), s.keys.Tombstone(poi)},
 		alertJSON, ttl.Milliseconds(), maxRecentAlerts).Int()
 	if err != nil {
 		return false, fmt.Errorf("store alert %s: %w", alertID, err)
+	}
+	if n < 0 {
+		return false, fmt.Errorf("store alert %s: %w", alertID, ErrErased)
 	}
 	return n == 1, nil
 }
@@ -147,11 +158,23 @@ func (s *Store) AlertSent(ctx context.Context, alertID string) (bool, error) {
 	return s.Exists(ctx, s.keys.AlertSent(alertID))
 }
 
-// MarkAlertSent records the MQTT delivery of an alert, so that a
-// redelivered sighting does not send it again.
-func (s *Store) MarkAlertSent(ctx context.Context, alertID string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.keys.AlertSent(alertID), 1, ttl).Err(); err != nil {
+// MarkAlertSent records the MQTT delivery of an alert of poi, so that a
+// redelivered sighting does not send it again. The marker names the POI (in
+// the alert id), so none is written once the POI is erased (ErrErased).
+func (s *Store) MarkAlertSent(ctx context.Context, alertID, poi string, ttl time.Duration) error {
+	n, err := s.markSentScript.Run(ctx, s.rdb, []string{s.keys.AlertSent(alertID), s.keys.Tombstone(poi)}, ttl.Milliseconds()).Int()
+	if err != nil {
 		return fmt.Errorf("mark alert %s sent: %w", alertID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("mark alert %s sent: %w", alertID, ErrErased)
 	}
 	return nil
 }
+
+// markSentLua: KEYS: sent marker, tombstone. ARGV: ttl (ms).
+const markSentLua = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+return 1
+`

@@ -28,6 +28,13 @@ package store
 //	apikey:ids                      ZSET key_id by created_at (unix ms)  owner: api, poi keys  TTL: none
 //	apikey:names                    HASH name -> key_id of keys not revoked (names are unique among them) owner: api, poi keys TTL: none
 //	session:{sha256 of token}       HASH key_id, csrf (SHA-256 of the CSRF token), created_at owner: api  TTL: auth.session_ttl
+//	outbox:control                  ZSET poi_id by enrol time: enrolments not yet on POI_CONTROL owner: enrol TTL: none (entries cleared once published)
+//	erase:pending                   ZSET poi_id by erase time: purges not yet finished owner: erase TTL: none (entries cleared once purged)
+//	erase:tombstone:{sha256(poi)}   STRING "purging" or "purged"         owner: erase  TTL: erasure.tombstone_ttl
+//
+// A tombstone is named by a hash of the POI id, not the id: it must outlive
+// the purge (it stops racing writers from recreating the POI's keys), yet
+// once the purge is done no key may name the POI.
 //
 // Frame namespace: the only keys GET /api/v1/frames/{encoded_key} serves.
 //
@@ -37,6 +44,8 @@ package store
 //	zone:frame:{track}:{zone}:{entry ms}:{entry|exit} STRING JPEG owner: zones TTL: retention
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +97,19 @@ func (k Keys) AlertDedup(track, poi string) string { return k.k("alert", "dedup"
 
 // AlertCooldown marks a recent alert for a POI on a camera.
 func (k Keys) AlertCooldown(poi, camera string) string { return k.k("alert", "cooldown", poi, camera) }
+
+// ControlOutbox holds the POIs written to Redis whose enrolment event is not
+// yet stored on POI_CONTROL.
+func (k Keys) ControlOutbox() string { return k.k("outbox", "control") }
+
+// ErasePending holds the POIs whose purge has begun and not finished.
+func (k Keys) ErasePending() string { return k.k("erase", "pending") }
+
+// Tombstone marks an erased POI; see the layout above for why it is hashed.
+func (k Keys) Tombstone(poi string) string {
+	h := sha256.Sum256([]byte(poi))
+	return k.k("erase", "tombstone", hex.EncodeToString(h[:16]))
+}
 
 // TrackerState is the tracker's durable state for one camera.
 func (k Keys) TrackerState(camera string) string { return k.k("track", "state", camera) }

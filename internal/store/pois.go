@@ -57,35 +57,6 @@ func DecodeVector(b []byte) ([]float32, error) {
 	return v, nil
 }
 
-// CreatePOI writes a POI atomically: metadata, reference vectors and photos,
-// and its place in the creation-time index.
-func (s *Store) CreatePOI(ctx context.Context, p POI) error {
-	k := s.keys
-	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		tx.HSet(ctx, k.POI(p.ID), map[string]any{
-			"poi_id":     p.ID,
-			"severity":   p.Severity,
-			"notes":      p.Notes,
-			"status":     p.Status,
-			"model":      p.Model,
-			"created_at": p.CreatedAt.UTC().Format(time.RFC3339Nano),
-			"refs":       len(p.Refs),
-		})
-		for _, r := range p.Refs {
-			tx.HSet(ctx, k.POIRefs(p.ID), r.EmbeddingID, EncodeVector(r.Vector))
-			if len(r.Photo) > 0 {
-				tx.Set(ctx, k.POIPhoto(p.ID, r.EmbeddingID), r.Photo, 0)
-			}
-		}
-		tx.ZAdd(ctx, k.POIIndex(), redis.Z{Score: float64(p.CreatedAt.UnixMilli()), Member: p.ID})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("create poi %s: %w", p.ID, err)
-	}
-	return nil
-}
-
 func parsePOI(m map[string]string) (POI, error) {
 	created, err := time.Parse(time.RFC3339Nano, m["created_at"])
 	if err != nil {
@@ -166,26 +137,11 @@ func (s *Store) ListPOIs(ctx context.Context, withRefs bool) ([]POI, error) {
 	return out, nil
 }
 
-// DeletePOIMetadata removes the authoritative record first: once it is gone
-// the POI no longer exists for any reader, whatever happens next.
-func (s *Store) DeletePOIMetadata(ctx context.Context, id string) (bool, error) {
-	var n *redis.IntCmd
-	_, err := s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		n = tx.Del(ctx, s.keys.POI(id))
-		tx.ZRem(ctx, s.keys.POIIndex(), id)
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("delete poi %s: %w", id, err)
-	}
-	return n.Val() > 0, nil
-}
-
 // DeletePOIData removes everything else that names the POI: reference
 // vectors and photos (the embedding mappings), its match counter, recorded
 // appearances, alert records (and their place in the recent list), dedup and
-// cooldown markers. POI ids are fixed-length ("poi-" + 8 hex), so a key
-// naming one cannot be mistaken for a key naming another.
+// cooldown markers. It is idempotent: a purge that failed half-way runs it
+// again.
 func (s *Store) DeletePOIData(ctx context.Context, id string) error {
 	keys, err := s.KeysNaming(ctx, id)
 	if err != nil {
@@ -210,18 +166,40 @@ func (s *Store) DeletePOIData(ctx context.Context, id string) error {
 	return nil
 }
 
-// KeysNaming returns every key whose name contains id (by SCAN): the proof
-// that a deletion left nothing behind.
+// KeysNaming returns every key whose name contains id as a whole token (by
+// SCAN): the proof that a deletion left nothing behind. Ids are "poi-" and
+// hex, and keys join their parts with ':' and '-', so a hex digit on either
+// side means the match is part of a longer id (a legacy 8-digit id is a
+// prefix of nothing else then).
 func (s *Store) KeysNaming(ctx context.Context, id string) ([]string, error) {
 	var out []string
 	it := s.rdb.Scan(ctx, 0, s.keys.prefix+"*"+id+"*", 500).Iterator()
 	for it.Next(ctx) {
-		out = append(out, it.Val())
+		if namesWhole(it.Val(), id) {
+			out = append(out, it.Val())
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("scan keys naming %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// namesWhole reports whether s contains id with no hex digit right before
+// or after it.
+func namesWhole(s, id string) bool {
+	isHex := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+	for i := 0; ; {
+		j := strings.Index(s[i:], id)
+		if j < 0 {
+			return false
+		}
+		at, end := i+j, i+j+len(id)
+		if (at == 0 || !isHex(s[at-1])) && (end == len(s) || !isHex(s[end])) {
+			return true
+		}
+		i = at + 1
+	}
 }
 
 // Appearance is a POI's best match on one track.
@@ -231,14 +209,19 @@ type Appearance struct {
 	BestTime   time.Time
 }
 
-// RecordAppearance keeps the best similarity of a POI on a track.
+// RecordAppearance keeps the best similarity of a POI on a track. It writes
+// nothing for an erased POI (ErrErased): an alert worker that looked the POI
+// up just before its erasure must not recreate what the purge removed.
 func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, ttl time.Duration) error {
 	k := s.keys
-	err := s.appearanceScript.Run(ctx, s.rdb, []string{k.POIAppearance(poi, a.TrackID), k.POIAppearances(poi)},
+	n, err := s.appearanceScript.Run(ctx, s.rdb, []string{k.POIAppearance(poi, a.TrackID), k.POIAppearances(poi), k.Tombstone(poi)},
 		strconv.FormatFloat(a.Similarity, 'f', 6, 64), a.BestTime.UTC().Format(time.RFC3339Nano),
-		a.BestTime.UnixMilli(), a.TrackID, int64(ttl/time.Second)).Err()
-	if err != nil && !errors.Is(err, redis.Nil) {
+		a.BestTime.UnixMilli(), a.TrackID, int64(ttl/time.Second)).Int()
+	if err != nil {
 		return fmt.Errorf("record appearance %s on %s: %w", poi, a.TrackID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("record appearance %s on %s: %w", poi, a.TrackID, ErrErased)
 	}
 	return nil
 }
@@ -246,9 +229,10 @@ func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, 
 // appearanceLua keeps a track's best similarity for a POI in one step on
 // the server: sightings of one track race each other on every alert
 // worker, and an optimistic transaction made them retry each other.
-// KEYS: appearance hash, appearances zset. ARGV: similarity, best time,
-// best time (ms), track, ttl (s).
+// KEYS: appearance hash, appearances zset, tombstone. ARGV: similarity,
+// best time, best time (ms), track, ttl (s).
 const appearanceLua = `
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local prev = redis.call('HGET', KEYS[1], 'similarity')
 if not prev or tonumber(ARGV[1]) > tonumber(prev) then
   redis.call('HSET', KEYS[1], 'similarity', ARGV[1], 'best_match_time', ARGV[2])

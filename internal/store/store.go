@@ -15,7 +15,8 @@ type Store struct {
 	rdb  *redis.Client
 	keys Keys
 
-	claimScript, storeAlertScript, closeZoneScript, appearanceScript *redis.Script
+	claimScript, storeAlertScript, closeZoneScript, appearanceScript, markSentScript *redis.Script
+	createScript, beginEraseScript                                                   *redis.Script
 }
 
 // Open parses url and returns a Store. It does not wait for Redis: a Redis
@@ -30,7 +31,9 @@ func Open(url, prefix string) (*Store, error) {
 	opt.MaxRetries = 1
 	return &Store{rdb: redis.NewClient(opt), keys: NewKeys(prefix),
 		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua),
-		closeZoneScript: redis.NewScript(closeZoneLua), appearanceScript: redis.NewScript(appearanceLua)}, nil
+		closeZoneScript: redis.NewScript(closeZoneLua), appearanceScript: redis.NewScript(appearanceLua),
+		markSentScript: redis.NewScript(markSentLua), createScript: redis.NewScript(createLua),
+		beginEraseScript: redis.NewScript(beginEraseLua)}, nil
 }
 
 // Keys is the key layout.

@@ -67,7 +67,7 @@ func TestAlertClaimsDedupCooldownAndReplay(t *testing.T) {
 	}
 	for _, id := range []string{"alert-1", "alert-2"} {
 		for range 2 { // the second store of the same alert is a no-op
-			if _, err := s.StoreAlert(ctx, id, []byte(`{"alert_id":"`+id+`","poi_id":"poi-1"}`), day); err != nil {
+			if _, err := s.StoreAlert(ctx, id, "poi-1", []byte(`{"alert_id":"`+id+`","poi_id":"poi-1"}`), day); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,15 +96,15 @@ func TestDeletePOILeavesNoKeyNamingIt(t *testing.T) {
 	if _, _, err := s.ClaimAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", "cam:c:1", p.ID, "c", time.Hour, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", []byte(`{"poi_id":"poi-0000abcd"}`), time.Hour)
-	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000ffff-1", []byte(`{"poi_id":"poi-0000ffff"}`), time.Hour)
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", p.ID, []byte(`{"poi_id":"poi-0000abcd"}`), time.Hour)
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000ffff-1", "poi-0000ffff", []byte(`{"poi_id":"poi-0000ffff"}`), time.Hour)
 	s.RecordAppearance(ctx, p.ID, Appearance{TrackID: "cam:c:1", Similarity: 0.9, BestTime: time.Now()}, time.Hour)
 	got, err := s.GetPOI(ctx, p.ID)
 	if err != nil || len(got.Refs) != 1 || got.Refs[0].Vector[0] != 1 {
 		t.Fatalf("get: %+v %v", got, err)
 	}
-	if found, err := s.DeletePOIMetadata(ctx, p.ID); !found || err != nil {
-		t.Fatalf("delete metadata: %v %v", found, err)
+	if st, err := s.BeginErase(ctx, p.ID, time.Hour); st != EraseBegun || err != nil {
+		t.Fatalf("begin erase: %v %v", st, err)
 	}
 	if err := s.DeletePOIData(ctx, p.ID); err != nil {
 		t.Fatal(err)
@@ -116,8 +116,11 @@ func TestDeletePOILeavesNoKeyNamingIt(t *testing.T) {
 	if len(recent) != 1 || string(recent[0]) != `{"poi_id":"poi-0000ffff"}` {
 		t.Fatalf("other POI's alert must stay: %s", recent)
 	}
-	if found, _ := s.DeletePOIMetadata(ctx, p.ID); found {
-		t.Fatal("deleted twice")
+	if err := s.FinishErase(ctx, p.ID, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.BeginErase(ctx, p.ID, time.Hour); st != ErasePurged {
+		t.Fatalf("erased twice: %s", st)
 	}
 }
 

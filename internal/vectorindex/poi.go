@@ -200,6 +200,13 @@ func (p *POIIndex) recomputeMaxRefs() {
 	}
 }
 
+// Holds returns how many FAISS ids of this index belong to poiID.
+func (p *POIIndex) Holds(poiID string) int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.byPOI[poiID])
+}
+
 // Remove deletes every reference of poiID and returns how many there were.
 func (p *POIIndex) Remove(poiID string) (int, error) {
 	p.mu.Lock()

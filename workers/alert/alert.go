@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/erasure"
 	"poi/internal/metrics"
 	"poi/internal/store"
 	"poi/internal/vectorindex"
@@ -57,6 +58,10 @@ type Stage struct {
 	// one another many times a second.
 	mu      sync.Mutex
 	settled map[string]float32
+
+	// hook, set by tests only, runs at each point of a face's handling, so
+	// a test can erase the POI exactly there.
+	hook func(point string)
 }
 
 // settledMax bounds the cache; past it the cache starts again empty (a
@@ -138,7 +143,16 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 	if err != nil {
 		return err
 	}
-	if err := s.store.RecordAppearance(ctx, poi.ID, store.Appearance{TrackID: f.TrackID, Similarity: float64(hit.Similarity), BestTime: sg.Timestamp}, s.cfg.Retention); err != nil {
+	s.at(pointLookedUp)
+	// From here on the POI may be erased at any moment. Every Redis write
+	// below checks its tombstone in the same step (ErrErased, ClaimErased),
+	// so none can recreate a key the purge removed; what the purge already
+	// removed before a write began stays removed, since the write refuses.
+	err = s.store.RecordAppearance(ctx, poi.ID, store.Appearance{TrackID: f.TrackID, Similarity: float64(hit.Similarity), BestTime: sg.Timestamp}, s.cfg.Retention)
+	if errors.Is(err, store.ErrErased) {
+		return s.erased(poi.ID)
+	}
+	if err != nil {
 		return err
 	}
 	id := AlertID(sg.Timestamp, poi.ID, f.TrackID)
@@ -146,6 +160,10 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 	if err != nil {
 		return err
 	}
+	if outcome == store.ClaimErased {
+		return s.erased(poi.ID)
+	}
+	s.at(pointClaimed)
 	if outcome != store.ClaimNew && outcome != store.ClaimReplay {
 		s.log.Debug("alert suppressed", "poi_id", poi.ID, "track", f.TrackID, "why", outcome)
 		s.settle(key, hit.Similarity)
@@ -176,7 +194,10 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 	if err != nil {
 		return fmt.Errorf("alert: encode: %w", err)
 	}
-	isNew, err := s.store.StoreAlert(ctx, id, body, s.cfg.Retention)
+	isNew, err := s.store.StoreAlert(ctx, id, poi.ID, body, s.cfg.Retention)
+	if errors.Is(err, store.ErrErased) {
+		return s.erased(poi.ID)
+	}
 	if err != nil {
 		return err
 	}
@@ -190,8 +211,23 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 	out := nats.NewMsg(streams.Subject(streams.AlertsSubj, poi.Severity, poi.ID))
 	out.Data = body
 	out.Header.Set(jetstream.MsgIDHeader, id)
-	if _, err := s.js.PublishMsg(ctx, out); err != nil {
+	ack, err := s.js.PublishMsg(ctx, out)
+	if err != nil {
 		return fmt.Errorf("alert: publish %s: %w", id, err)
+	}
+	s.at(pointPublished)
+	// The re-check after the publish: a purge that swept POI_ALERTS
+	// before this message landed would leave it there. A purge that begins
+	// after this check sweeps the stream later and takes the message.
+	erased, err := s.store.Erased(ctx, poi.ID)
+	if err != nil {
+		return err
+	}
+	if erased {
+		if err := erasure.EraseMessage(ctx, s.js, streams.Alerts, ack.Sequence); err != nil {
+			return fmt.Errorf("alert: unpublish %s of an erased poi: %w", id, err)
+		}
+		return s.erased(poi.ID)
 	}
 	if s.mqtt != nil {
 		// MQTT has no dedup of its own: a marker after the publish keeps a
@@ -205,13 +241,37 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 			if err := s.mqtt.Publish(ctx, MQTTTopic(poi.Severity, poi.ID), 1, false, body); err != nil {
 				return fmt.Errorf("alert: mqtt %s: %w", id, err)
 			}
-			if err := s.store.MarkAlertSent(ctx, id, s.cfg.Retention); err != nil {
+			err := s.store.MarkAlertSent(ctx, id, poi.ID, s.cfg.Retention)
+			if errors.Is(err, store.ErrErased) {
+				return s.erased(poi.ID)
+			}
+			if err != nil {
 				return err
 			}
 		}
 	}
 	s.settle(key, hit.Similarity)
 	return nil
+}
+
+// erased ends the handling of a face whose POI was erased while it was
+// handled: nothing more is written, and it is not an error.
+func (s *Stage) erased(poi string) error {
+	s.log.Info("alert dropped: poi erased while it was raised", "poi_id", poi)
+	return nil
+}
+
+// Points of the handling of a face that tests stop at (Stage.hook).
+const (
+	pointLookedUp  = "looked-up" // the POI was read from Redis
+	pointClaimed   = "claimed"   // the alert was claimed
+	pointPublished = "published" // the alert is on POI_ALERTS
+)
+
+func (s *Stage) at(point string) {
+	if s.hook != nil {
+		s.hook(point)
+	}
 }
 
 func round(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }

@@ -407,7 +407,7 @@ func TestThreshold(t *testing.T) {
 // this replica still holds, raise nothing and are not errors.
 func TestNoAlertWithoutAPOI(t *testing.T) {
 	e := newEnv(t, time.Hour)
-	if _, err := e.st.DeletePOIMetadata(e.ctx, poiHigh); err != nil {
+	if _, err := e.st.BeginErase(e.ctx, poiHigh, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	e.mustHandle(sighting("cam:lobby:1", "lobby", base, withSimilarity(0.95)))
