@@ -10,7 +10,6 @@ import (
 	"image"
 	"image/jpeg"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -38,17 +37,8 @@ func photo(t *testing.T, name string) file {
 // post sends a multipart form and decodes the JSON answer.
 func post(t *testing.T, url string, files []file, fields map[string]string) (int, map[string]any) {
 	t.Helper()
-	var body bytes.Buffer
-	w := multipart.NewWriter(&body)
-	for _, f := range files {
-		fw, _ := w.CreateFormFile(f.field, f.name)
-		fw.Write(f.data)
-	}
-	for k, v := range fields {
-		w.WriteField(k, v)
-	}
-	w.Close()
-	resp, err := http.Post(url, w.FormDataContentType(), &body)
+	ct, body := multipartOf(t, files, fields)
+	resp, err := http.Post(url, ct, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
