@@ -10,6 +10,7 @@ import (
 
 	"poi/internal/loadgen"
 	"poi/internal/stacktest"
+	"poi/internal/store"
 	"poi/internal/testenv"
 	"poi/streams"
 	"poi/workers/embed"
@@ -63,12 +64,19 @@ func TestSceneScapeVectorsAreTrackedAndAlertedWithoutImages(t *testing.T) {
 		}
 		return false
 	})
-	tr, err := s.Store.GetTrack(ctx, "cam:ss-noimage:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tr.Frames != 5 || tr.Samples != 1 {
-		t.Fatalf("track %+v: want 5 frames and 1 sample", tr)
+	// The alert fires on the track's first sample, while its later frames
+	// may still be on their way through the tracker.
+	var tr store.Track
+	stacktest.Eventually(t, time.Minute, "the track to hold all 5 frames", func() bool {
+		got, err := s.Store.GetTrack(ctx, "cam:ss-noimage:1")
+		if err != nil {
+			return false
+		}
+		tr = got
+		return tr.Frames == 5
+	})
+	if tr.Samples != 1 {
+		t.Fatalf("track %+v: want 1 sample", tr)
 	}
 	resp, err := http.Get(s.URL + alert.Match.ThumbnailPath)
 	if err != nil {
