@@ -36,6 +36,7 @@ type Config struct {
 	API        API        `yaml:"api"`
 	NATS       NATS       `yaml:"nats"`
 	MQTT       MQTT       `yaml:"mqtt"`
+	Bridge     Bridge     `yaml:"bridge"`
 	Redis      Redis      `yaml:"redis"`
 	Face       Face       `yaml:"face"`
 	Pipeline   Pipeline   `yaml:"pipeline"`
@@ -183,12 +184,38 @@ type MQTT struct {
 // Embedded reports whether the process must start its own MQTT broker.
 func (m MQTT) Embedded() bool { return m.URL == "" }
 
+// BridgeClientID is the client id of the bridge's persistent MQTT session:
+// client_id, or poi-bridge-<hostname>, which stays the same across restarts
+// of a host's bridge (two bridges on one host must set client_id apart).
+func (m MQTT) BridgeClientID() string {
+	if m.ClientID != "" {
+		return m.ClientID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "poi-bridge-" + host
+}
+
 // BrokerURL is the URL the MQTT client connects to.
 func (m MQTT) BrokerURL() string {
 	if m.Embedded() {
 		return "tcp://" + m.EmbeddedAddr
 	}
 	return m.URL
+}
+
+// Bridge configures the MQTT → JetStream bridge (README, "Delivery
+// guarantees").
+type Bridge struct {
+	// QueueSize bounds the MQTT messages received and not yet acknowledged;
+	// a QoS 1 message beyond it stays unacknowledged until the queue has
+	// drained and the session is resumed.
+	QueueSize int `yaml:"queue_size"`
+	// PublishTimeout is how long an asynchronous JetStream publish waits
+	// for its ack before it is redone.
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
 }
 
 // Redis configures the authoritative state store.
@@ -496,6 +523,12 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.ConnectTimeout <= 0 {
 		bad("mqtt.connect_timeout", "must be positive")
+	}
+	if c.Bridge.QueueSize < 1 {
+		bad("bridge.queue_size", "must be at least 1, got %d", c.Bridge.QueueSize)
+	}
+	if c.Bridge.PublishTimeout <= 0 {
+		bad("bridge.publish_timeout", "must be positive, got %s", c.Bridge.PublishTimeout)
 	}
 	checkURL(bad, "redis.url", c.Redis.URL, "redis", "rediss", "unix")
 	if c.Face.IntraOpThreads < 1 {

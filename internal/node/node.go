@@ -227,17 +227,33 @@ func (n *Node) start(ctx context.Context) error {
 		if n.mqttSrv != nil {
 			url = "tcp://" + n.mqttSrv.Addr()
 		}
-		cl, err := mqttclient.Connect(ctx, mqttclient.Options{
-			URL: url, ClientID: n.cfg.MQTT.ClientID, Username: n.cfg.MQTT.Username,
-			Password: n.cfg.MQTT.Password, ConnectTimeout: n.cfg.MQTT.ConnectTimeout, ManualAck: true,
-		}, n.log.With("component", "mqtt"))
-		n.mqtt = cl
+		o := mqttclient.Options{
+			URL: url, Username: n.cfg.MQTT.Username, Password: n.cfg.MQTT.Password,
+			ConnectTimeout: n.cfg.MQTT.ConnectTimeout, ManualAck: true,
+		}
+		if n.roles.Bridge {
+			// The bridge's session outlives its connections, so that QoS 1
+			// messages not yet stored in JetStream are resent after a
+			// reconnect or a restart; that needs an id that stays.
+			o.Persistent, o.ClientID = true, n.cfg.MQTT.BridgeClientID()
+		}
+		cl, err := mqttclient.New(o, n.log.With("component", "mqtt"))
 		if err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		n.mqtt = cl
+	}
+	// The roles subscribe before the first connection: a persistent
+	// session delivers what it kept the moment it is up.
+	if err := n.startRoles(ctx); err != nil {
+		return err
+	}
+	if n.mqtt != nil {
+		if err := n.mqtt.Start(ctx); err != nil {
 			n.log.Warn("mqtt not connected yet", "error", err)
 		}
 	}
-
-	return n.startRoles(ctx)
+	return nil
 }
 
 func (n *Node) mqttConnected() bool { return n.mqtt != nil && n.mqtt.IsConnected() }
