@@ -225,8 +225,8 @@ func (b *Bridge) resume(ctx context.Context) {
 	}
 }
 
-// Run bridges until ctx ends; then it unsubscribes first (no new input) and
-// lets the workers finish what is queued.
+// Run bridges until ctx ends; then it stops taking input and lets the
+// workers finish what is queued.
 func (b *Bridge) Run(ctx context.Context) error {
 	drain := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
@@ -254,7 +254,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		b.acknowledge(ctx, stopAcks)
 	}()
 	<-ctx.Done()
-	b.mqtt.Unsubscribe(Topics()...)
+	// No unsubscribing: the persistent session keeps the subscriptions, so
+	// the broker holds what arrives until the next bridge takes over.
+	// Messages that arrive now are left unacknowledged for it.
 	b.mu.Lock()
 	b.closed = true
 	for _, q := range b.queues {
@@ -345,7 +347,8 @@ func (b *Bridge) complete(ctx, drain context.Context, f inflight) {
 		}
 		t.Stop()
 	}
-	if err != nil {
+	retried := err != nil
+	if retried {
 		ack, err = b.publish(ctx, drain, f.out, err)
 	}
 	if err != nil {
@@ -353,8 +356,11 @@ func (b *Bridge) complete(ctx, drain context.Context, f inflight) {
 		return
 	}
 	b.finish(f.seq)
-	if ack.Duplicate {
-		// Stored before: an MQTT redelivery after a reconnect.
+	if ack.Duplicate && !retried {
+		// Stored before: an MQTT redelivery after a reconnect. (A
+		// duplicate after a retry is most likely this delivery's own
+		// first publish, buffered by the NATS client while it was
+		// disconnected and stored on its reconnect.)
 		b.m.Redelivered.WithLabelValues("bridge").Inc()
 	} else {
 		b.m.Processed.WithLabelValues("bridge").Inc()

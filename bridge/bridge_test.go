@@ -33,7 +33,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
 		t.Fatal(err)
 	}
-	broker, err := embedded.StartMQTT("127.0.0.1:0", log)
+	broker, err := embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

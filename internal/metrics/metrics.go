@@ -81,6 +81,13 @@ func New() *Metrics {
 	return m
 }
 
+// AddBrokerDropped exports the embedded MQTT broker's count of messages it
+// dropped at its own limits.
+func (m *Metrics) AddBrokerDropped(f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poi_mqtt_broker_dropped_total",
+		Help: "Messages the embedded MQTT broker accepted and did not forward because of its own limits (a client's inflight store or write buffer full)."}, f))
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
