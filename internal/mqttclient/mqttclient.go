@@ -14,6 +14,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"poi/internal/config"
 )
 
 // Options configures a client.
@@ -111,12 +113,12 @@ func (cl *Client) Start(ctx context.Context) error {
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return fmt.Errorf("mqtt connect %s: %w", cl.o.URL, err)
+			return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), err)
 		}
 	case <-wait.C:
-		return fmt.Errorf("mqtt connect %s: not connected after %s, retrying in background", cl.o.URL, cl.o.ConnectTimeout)
+		return fmt.Errorf("mqtt connect %s: not connected after %s, retrying in background", config.RedactURL(cl.o.URL), cl.o.ConnectTimeout)
 	case <-ctx.Done():
-		return fmt.Errorf("mqtt connect %s: %w", cl.o.URL, ctx.Err())
+		return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), ctx.Err())
 	}
 	return nil
 }
