@@ -140,16 +140,19 @@ func (b *Bridge) handle(_ paho.Client, msg paho.Message) {
 	if b.closed {
 		return // not acknowledged: the broker redelivers it to the next session
 	}
-	if b.deferring {
-		b.m.BridgeDeferred.Inc()
-		return
+	seq, ok := uint64(0), false
+	if !b.deferring {
+		seq, ok = b.acks.admit(msg)
 	}
-	seq, ok := b.acks.admit(msg)
 	if !ok {
 		if msg.Qos() == 0 {
 			// At most once by the publisher's choice: there is no
 			// redelivery to wait for.
 			b.m.Rejected.WithLabelValues("bridge", "queue_full_qos0").Inc()
+			return
+		}
+		if b.deferring {
+			b.m.BridgeDeferred.Inc()
 			return
 		}
 		b.deferring = true
