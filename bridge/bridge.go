@@ -1,8 +1,9 @@
 // Package bridge moves camera input from MQTT into JetStream: it validates
 // and size-limits every message, stamps it with a dedup id, and publishes it
-// to POI_INGEST. The MQTT callback only queues; a few bridge workers do the
-// parsing and publishing, and the MQTT acknowledgement is sent only once
-// JetStream has stored the message.
+// to POI_INGEST. The MQTT callback only queues, without ever waiting; a few
+// bridge workers do the parsing and publishing, and the MQTT
+// acknowledgements are sent in the order of receipt, each only once
+// JetStream has stored its message (or it was rejected as bad input).
 package bridge
 
 import (
@@ -44,22 +45,25 @@ func Topics() []string {
 type Config struct {
 	Limits  Limits
 	Workers int
-	// QueueSize bounds messages received but not yet published; when it is
-	// full the MQTT handlers wait, which holds back acknowledgements and so
-	// slows the broker down instead of dropping anything.
+	// QueueSize bounds the messages received from MQTT and not yet
+	// acknowledged (stored in JetStream or rejected as bad input). The
+	// MQTT handler never waits for room: a QoS 1 message that finds none is
+	// left unacknowledged and comes back after a session resume (see
+	// handle); a QoS 0 message is counted and dropped.
 	QueueSize int
-	// PublishTimeout is how long a message is retried while JetStream is
-	// full or unreachable before it is counted as rejected.
+	// PublishTimeout is how long an asynchronous publish waits for
+	// JetStream's ack before it is redone synchronously, with backoff,
+	// until JetStream stores it: a message is never acknowledged unstored.
 	PublishTimeout time.Duration
 	// Window bounds each worker's publishes awaiting JetStream's ack: a
 	// worker sends the next message without waiting for the last one's
-	// round trip, and acknowledges MQTT as the acks come back, in order.
+	// round trip.
 	Window int
 }
 
-// DefaultConfig is what `poi run` uses.
+// DefaultConfig is what `poi run` uses unless bridge.* is configured.
 func DefaultConfig() Config {
-	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second, Window: 128}
+	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 1024, PublishTimeout: 5 * time.Second, Window: 128}
 }
 
 // Bridge is the MQTT → JetStream bridge.
@@ -72,37 +76,53 @@ type Bridge struct {
 	log   *slog.Logger
 	// queues hold one channel per bridge worker; a camera always maps to
 	// the same worker, so its messages reach JetStream in arrival order.
-	queues   []chan paho.Message
-	stopping chan struct{}
-	now      func() time.Time
+	// Each can hold QueueSize messages, the bound on all of them, so a
+	// send to one never blocks.
+	queues []chan queued
+	now    func() time.Time
+
+	// mu guards the acknowledgement state below; the MQTT handler holds it
+	// only for bookkeeping, never while waiting on anything.
+	mu     sync.Mutex
+	acks   *ackOrder[paho.Message]
+	ready  []paho.Message // released by acks, to be acknowledged in order
+	closed bool
+	// deferring is set when a QoS 1 message found no room: it and every
+	// later message stay unacknowledged until the queue has drained and
+	// the session is resumed, so the acknowledgements that are sent keep
+	// the order of receipt.
+	deferring bool
+	ackWake   chan struct{}
 
 	seenMu sync.Mutex
 	seen   map[string]time.Time
 }
 
+// queued is a message admitted to a worker's queue with its place in the
+// order of acknowledgements.
+type queued struct {
+	seq uint64
+	msg paho.Message
+}
+
 // New returns a bridge; Run starts it.
 func New(cfg Config, mq *mqttclient.Client, js jetstream.JetStream, st *store.Store, m *metrics.Metrics, log *slog.Logger) *Bridge {
-	qs := make([]chan paho.Message, max(1, cfg.Workers))
+	cfg.QueueSize = max(1, cfg.QueueSize)
+	qs := make([]chan queued, max(1, cfg.Workers))
 	for i := range qs {
-		qs[i] = make(chan paho.Message, max(1, cfg.QueueSize/len(qs)))
+		qs[i] = make(chan queued, cfg.QueueSize)
 	}
 	return &Bridge{cfg: cfg, mqtt: mq, js: js, store: st, m: m, log: log.With("component", "bridge"),
-		queues: qs, stopping: make(chan struct{}), now: time.Now, seen: map[string]time.Time{}}
+		queues: qs, now: time.Now, acks: newAckOrder[paho.Message](cfg.QueueSize), ackWake: make(chan struct{}, 1),
+		seen: map[string]time.Time{}}
 }
 
 // Subscribe registers the ingest subscriptions (now, and after every
 // reconnect); call it before Run, so the bridge is listening by the time the
 // process reports ready.
 func (b *Bridge) Subscribe(ctx context.Context) error {
-	handler := func(_ paho.Client, msg paho.Message) {
-		select {
-		case b.queues[b.route(msg.Topic())] <- msg:
-		case <-b.stopping:
-			// Not acknowledged: the broker redelivers it to the next session.
-		}
-	}
 	for _, t := range Topics() {
-		if err := b.mqtt.Subscribe(ctx, t, 1, handler); err != nil {
+		if err := b.mqtt.Subscribe(ctx, t, 1, b.handle); err != nil {
 			return fmt.Errorf("bridge: %w", err)
 		}
 	}
@@ -110,9 +130,108 @@ func (b *Bridge) Subscribe(ctx context.Context) error {
 	return nil
 }
 
-// Run bridges until ctx ends; then it unsubscribes first (no new input) and
-// lets the workers finish what is queued.
+// handle runs on paho's one delivery goroutine, which also reads the
+// broker's keepalive answers, so it must not wait: it numbers the message
+// for the acknowledgement order and queues it, or leaves it
+// unacknowledged.
+func (b *Bridge) handle(_ paho.Client, msg paho.Message) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return // not acknowledged: the broker redelivers it to the next session
+	}
+	seq, ok := uint64(0), false
+	if !b.deferring {
+		seq, ok = b.acks.admit(msg)
+	}
+	if !ok {
+		if msg.Qos() == 0 {
+			// At most once by the publisher's choice: there is no
+			// redelivery to wait for.
+			b.m.Rejected.WithLabelValues("bridge", "queue_full_qos0").Inc()
+			return
+		}
+		if b.deferring {
+			b.m.BridgeDeferred.Inc()
+			return
+		}
+		b.deferring = true
+		b.m.BridgeDeferred.Inc()
+		b.log.Warn("bridge queue full: leaving mqtt messages unacknowledged until it drains, then resuming the session",
+			"queue_size", b.cfg.QueueSize)
+		return
+	}
+	b.m.BridgeUnacked.Set(float64(b.acks.pending()))
+	b.queues[b.route(msg.Topic())] <- queued{seq: seq, msg: msg}
+}
+
+// finish marks a message as stored (or rejected as bad input) and wakes the
+// acknowledger for whatever that releases.
+func (b *Bridge) finish(seq uint64) {
+	b.mu.Lock()
+	out := b.acks.finish(seq)
+	b.ready = append(b.ready, out...)
+	b.m.BridgeUnacked.Set(float64(b.acks.pending()))
+	b.mu.Unlock()
+	if len(out) > 0 {
+		select {
+		case b.ackWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// acknowledge sends the released acknowledgements, in order, from one
+// goroutine (paho sends each as it is called). Once a deferral has let the
+// queue drain, it resumes the MQTT session so that the broker resends what
+// was left unacknowledged.
+func (b *Bridge) acknowledge(ctx context.Context, stop <-chan struct{}) {
+	for {
+		select {
+		case <-b.ackWake:
+		case <-stop:
+			b.mu.Lock()
+			ready := b.ready
+			b.ready = nil
+			b.mu.Unlock()
+			for _, m := range ready {
+				m.Ack()
+			}
+			return
+		}
+		b.mu.Lock()
+		ready := b.ready
+		b.ready = nil
+		resume := b.deferring && !b.closed && b.acks.pending() == 0
+		b.mu.Unlock()
+		for _, m := range ready {
+			m.Ack()
+		}
+		if resume {
+			b.resume(ctx)
+		}
+	}
+}
+
+// resume reconnects the MQTT client; the deferral ends while it is
+// disconnected, so every message of the new connection is admitted.
+func (b *Bridge) resume(ctx context.Context) {
+	b.m.BridgeResumes.Inc()
+	b.log.Info("bridge queue drained: resuming the mqtt session for the messages left unacknowledged")
+	err := b.mqtt.Reconnect(ctx, func() {
+		b.mu.Lock()
+		b.deferring = false
+		b.mu.Unlock()
+	})
+	if err != nil {
+		b.log.Warn("mqtt session resume", "error", err)
+	}
+}
+
+// Run bridges until ctx ends; then it stops taking input and lets the
+// workers finish what is queued.
 func (b *Bridge) Run(ctx context.Context) error {
+	drain := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for _, q := range b.queues {
 		wg.Add(2)
@@ -120,30 +239,40 @@ func (b *Bridge) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer close(window)
-			for msg := range q {
-				if f, ok := b.process(context.WithoutCancel(ctx), msg); ok {
-					window <- f
-				}
+			for it := range q {
+				window <- b.process(it)
 			}
 		}()
 		go func() {
 			defer wg.Done()
 			for f := range window {
-				b.complete(context.WithoutCancel(ctx), f)
+				b.complete(ctx, drain, f)
 			}
 		}()
 	}
+	stopAcks := make(chan struct{})
+	acksDone := make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		b.acknowledge(ctx, stopAcks)
+	}()
 	<-ctx.Done()
-	b.mqtt.Unsubscribe(Topics()...)
-	close(b.stopping)
-	// Handlers still blocked on a queue now give up; wait a moment for
-	// any handler that already won its select.
-	time.Sleep(50 * time.Millisecond)
+	// No unsubscribing: the persistent session keeps the subscriptions, so
+	// the broker holds what arrives until the next bridge takes over.
+	// Messages that arrive now are left unacknowledged for it.
+	b.mu.Lock()
+	b.closed = true
 	for _, q := range b.queues {
 		close(q)
 	}
+	b.mu.Unlock()
 	wg.Wait()
-	b.log.Info("bridge stopped")
+	close(stopAcks)
+	<-acksDone
+	b.mu.Lock()
+	left := b.acks.pending()
+	b.mu.Unlock()
+	b.log.Info("bridge stopped", "left_unacknowledged", left)
 	return nil
 }
 
@@ -160,18 +289,21 @@ func (b *Bridge) route(topic string) int {
 
 // inflight is a message handed to JetStream whose ack is awaited.
 type inflight struct {
-	msg    paho.Message
-	out    *nats.Msg
-	fut    jetstream.PubAckFuture // nil: the async publish could not start
-	camera string
-	start  time.Time
+	seq      uint64
+	msg      paho.Message
+	rejected bool // bad input: acknowledged without a publish
+	out      *nats.Msg
+	fut      jetstream.PubAckFuture // nil: the async publish could not start
+	camera   string
+	start    time.Time
 }
 
 // process turns one MQTT message into one JetStream message and starts
-// publishing it; complete finishes it. Rejected input is acknowledged here.
-func (b *Bridge) process(ctx context.Context, msg paho.Message) (inflight, bool) {
+// publishing it; complete finishes it.
+func (b *Bridge) process(it queued) inflight {
+	msg := it.msg
 	b.m.Received.WithLabelValues("bridge").Inc()
-	start := time.Now()
+	f := inflight{seq: it.seq, msg: msg, start: time.Now()}
 	out, camera, err := b.convert(msg.Topic(), msg.Payload())
 	if err != nil {
 		reason := "invalid"
@@ -181,30 +313,36 @@ func (b *Bridge) process(ctx context.Context, msg paho.Message) (inflight, bool)
 		}
 		b.m.Rejected.WithLabelValues("bridge", reason).Inc()
 		b.log.Warn("rejected mqtt message", "topic", msg.Topic(), "bytes", len(msg.Payload()), "reason", reason, "error", err)
-		msg.Ack() // bad input does not get better by redelivery
-		return inflight{}, false
+		f.rejected = true // bad input does not get better by redelivery
+		return f
 	}
 	out.Header.Set(jetstream.MsgIDHeader, MsgID(msg.Topic(), msg.Payload()))
-	f := inflight{msg: msg, out: out, camera: camera, start: start}
+	f.out, f.camera = out, camera
 	if fut, err := b.js.PublishMsgAsync(out); err == nil {
 		f.fut = fut
 	}
-	return f, true
+	return f
 }
 
-// complete waits for a publish's ack (retrying it while JetStream is full
-// or unreachable) and then acknowledges the MQTT message. Acks come back
-// in the order of the publishes, so a camera's MQTT messages are
-// acknowledged in order. A publish that failed is redone after later ones
-// of its worker were sent: its camera's order can break at the edge of a
-// JetStream outage, which the tracker logs when it sees it.
-func (b *Bridge) complete(ctx context.Context, f inflight) {
+// complete waits for a publish's ack, redoing the publish until JetStream
+// stores the message, and only then releases its MQTT acknowledgement. A
+// publish that failed is redone after later ones of its worker were sent:
+// its camera's order can break at the edge of a JetStream outage, which the
+// tracker logs when it sees it. When ctx ends (shutdown) while JetStream is
+// still down, the message is left unacknowledged, for the broker to
+// redeliver to the next session.
+func (b *Bridge) complete(ctx, drain context.Context, f inflight) {
+	if f.rejected {
+		b.finish(f.seq)
+		return
+	}
 	defer func() { b.m.Latency.WithLabelValues("bridge").Observe(time.Since(f.start).Seconds()) }()
+	var ack *jetstream.PubAck
 	var err error = errPublishNotStarted
 	if f.fut != nil {
 		t := time.NewTimer(b.cfg.PublishTimeout)
 		select {
-		case <-f.fut.Ok():
+		case ack = <-f.fut.Ok():
 			err = nil
 		case err = <-f.fut.Err():
 		case <-t.C:
@@ -212,19 +350,26 @@ func (b *Bridge) complete(ctx context.Context, f inflight) {
 		}
 		t.Stop()
 	}
-	if err != nil {
-		err = b.publish(ctx, f.out)
+	retried := err != nil
+	if retried {
+		ack, err = b.publish(ctx, drain, f.out, err)
 	}
 	if err != nil {
-		b.m.Rejected.WithLabelValues("bridge", "jetstream_unavailable").Inc()
-		b.log.Error("dropping mqtt message after retries: jetstream did not store it", "topic", f.msg.Topic(), "error", err)
-		f.msg.Ack()
+		b.log.Warn("mqtt message left unacknowledged at shutdown: jetstream did not store it", "topic", f.msg.Topic(), "error", err)
 		return
 	}
-	f.msg.Ack()
-	b.m.Processed.WithLabelValues("bridge").Inc()
+	b.finish(f.seq)
+	if ack.Duplicate && !retried {
+		// Stored before: an MQTT redelivery after a reconnect. (A
+		// duplicate after a retry is most likely this delivery's own
+		// first publish, buffered by the NATS client while it was
+		// disconnected and stored on its reconnect.)
+		b.m.Redelivered.WithLabelValues("bridge").Inc()
+	} else {
+		b.m.Processed.WithLabelValues("bridge").Inc()
+	}
 	if f.camera != "" {
-		b.markSeen(ctx, f.camera)
+		b.markSeen(drain, f.camera)
 	}
 }
 
@@ -232,23 +377,35 @@ func (b *Bridge) complete(ctx context.Context, f inflight) {
 // be started (too many in flight): it is published synchronously instead.
 var errPublishNotStarted = errors.New("asynchronous publish not started")
 
-// publish retries while JetStream is full (DiscardNew) or unreachable, so a
-// burst is absorbed by waiting, bounded by PublishTimeout.
-func (b *Bridge) publish(ctx context.Context, msg *nats.Msg) error {
-	deadline := time.Now().Add(b.cfg.PublishTimeout)
+// publish retries while JetStream is full (DiscardNew) or unreachable, with
+// backoff up to 5 s, for as long as it takes; it gives up only once ctx
+// has ended, after one last attempt.
+func (b *Bridge) publish(ctx, drain context.Context, msg *nats.Msg, first error) (*jetstream.PubAck, error) {
 	wait := 100 * time.Millisecond
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := b.js.PublishMsg(pctx, msg)
+	err := first
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			b.m.BridgePublishRetries.Inc()
+		}
+		if (attempt == 0 && !errors.Is(err, errPublishNotStarted)) || (attempt > 0 && attempt%50 == 0) {
+			b.log.Warn("jetstream publish failed; holding the mqtt acknowledgement and retrying", "subject", msg.Subject, "error", err, "attempt", attempt)
+		}
+		pctx, cancel := context.WithTimeout(drain, 5*time.Second)
+		var ack *jetstream.PubAck
+		ack, err = b.js.PublishMsg(pctx, msg)
 		cancel()
 		if err == nil {
-			return nil
+			return ack, nil
 		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
 		}
-		b.log.Warn("jetstream publish failed; retrying", "subject", msg.Subject, "error", err, "wait", wait)
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 		wait = min(wait*2, 5*time.Second)
 	}
 }

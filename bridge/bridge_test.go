@@ -33,7 +33,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
 		t.Fatal(err)
 	}
-	broker, err := embedded.StartMQTT("127.0.0.1:0", log)
+	broker, err := embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +105,12 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")); got != float64(len(valid)) {
-		t.Fatalf("processed %v, want %d", got, len(valid))
+	// The repeated frame is stored once and counted as a redelivery.
+	if got := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")); got != float64(len(valid)-1) {
+		t.Fatalf("processed %v, want %d", got, len(valid)-1)
+	}
+	if got := testutil.ToFloat64(m.Redelivered.WithLabelValues("bridge")); got != 1 {
+		t.Fatalf("redelivered %v, want 1", got)
 	}
 	for reason, want := range map[string]float64{"not_jpeg": 2, "bad_base64": 1, "bad_json": 1} {
 		if got := testutil.ToFloat64(m.Rejected.WithLabelValues("bridge", reason)); got != want {

@@ -49,7 +49,7 @@ func runBareBridge(ctx context.Context, cfg config.Config, b benchFlags, log *sl
 		return 1
 	}
 	defer func() { _ = ns.Shutdown(context.WithoutCancel(ctx)) }()
-	ms, err := embedded.StartMQTT(cfg.MQTT.EmbeddedAddr, log)
+	ms, err := embedded.StartMQTT(cfg.MQTT.EmbeddedAddr, embedded.MQTTOptions{MaxInflight: cfg.MQTT.EmbeddedMaxInflight}, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "poi bench bare: %v\n", err)
 		return 1

@@ -157,9 +157,14 @@ func runCamsim(ctx context.Context, cfg config.Config, o camsim.Options, dir, gl
 		return 2
 	}
 	o.Files, o.Loop = files, loop
+	tc, err := cfg.MQTT.TLS.Config()
+	if err != nil {
+		fmt.Fprintf(stderr, "poi camsim: mqtt.tls: %v\n", err)
+		return 2
+	}
 	cl, err := mqttclient.Connect(ctx, mqttclient.Options{
 		URL: cfg.MQTT.BrokerURL(), Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
-		ConnectTimeout: cfg.MQTT.ConnectTimeout,
+		ConnectTimeout: cfg.MQTT.ConnectTimeout, TLS: tc,
 	}, log)
 	if err != nil {
 		log.Warn("camsim: broker not reachable yet", "error", err)

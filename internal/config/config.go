@@ -5,6 +5,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +39,7 @@ type Config struct {
 	API        API        `yaml:"api"`
 	NATS       NATS       `yaml:"nats"`
 	MQTT       MQTT       `yaml:"mqtt"`
+	Bridge     Bridge     `yaml:"bridge"`
 	Redis      Redis      `yaml:"redis"`
 	Face       Face       `yaml:"face"`
 	Pipeline   Pipeline   `yaml:"pipeline"`
@@ -156,6 +160,56 @@ type NATS struct {
 	EmbeddedHost   string        `yaml:"embedded_host"`
 	EmbeddedPort   int           `yaml:"embedded_port"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Credentials of an external server: a username and password, a
+	// .creds file (user JWT and nkey seed), or an nkey seed file.
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+	CredsFile string `yaml:"creds_file"`
+	NKeyFile  string `yaml:"nkey_file"`
+	TLS       TLS    `yaml:"tls"`
+}
+
+// TLS configures a client's TLS: the CA to trust instead of the system's,
+// and a client certificate for brokers that ask for one.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify accepts any server certificate; for a lab only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Enabled reports whether any TLS setting is made.
+func (t TLS) Enabled() bool {
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify
+}
+
+// Config builds the tls.Config, or nil when nothing is set (Go's defaults
+// then apply to tls:// and ssl:// URLs).
+func (t TLS) Config() (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // off by default, named for what it does
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate in it", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // Embedded reports whether the process must start its own nats-server.
@@ -178,10 +232,45 @@ type MQTT struct {
 	Username       string        `yaml:"username"`
 	Password       string        `yaml:"password"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	TLS            TLS           `yaml:"tls"`
+	// EmbeddedMaxInflight bounds the QoS 1 messages the embedded broker
+	// keeps per client unacknowledged, e.g. while the bridge holds its
+	// acknowledgements during a JetStream outage; beyond it the broker
+	// drops them (poi_mqtt_broker_dropped_total).
+	EmbeddedMaxInflight int `yaml:"embedded_max_inflight"`
+	// Accounts are the clients the embedded broker lets in; required when
+	// it listens beyond loopback. The service's own client logs in as
+	// username/password above, which must be one of them.
+	Accounts []MQTTAccount `yaml:"accounts"`
+}
+
+// MQTTAccount is a client of the embedded broker. A camera account may
+// publish its cameras' input topics only; Topics are filters an account may
+// publish and subscribe to ("#" for the service itself).
+type MQTTAccount struct {
+	Username     string   `yaml:"username" json:"username"`
+	Password     string   `yaml:"password" json:"password"`
+	PasswordHash string   `yaml:"password_hash" json:"password_hash"`
+	Cameras      []string `yaml:"cameras" json:"cameras"`
+	Topics       []string `yaml:"topics" json:"topics"`
 }
 
 // Embedded reports whether the process must start its own MQTT broker.
 func (m MQTT) Embedded() bool { return m.URL == "" }
+
+// BridgeClientID is the client id of the bridge's persistent MQTT session:
+// client_id, or poi-bridge-<hostname>, which stays the same across restarts
+// of a host's bridge (two bridges on one host must set client_id apart).
+func (m MQTT) BridgeClientID() string {
+	if m.ClientID != "" {
+		return m.ClientID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "poi-bridge-" + host
+}
 
 // BrokerURL is the URL the MQTT client connects to.
 func (m MQTT) BrokerURL() string {
@@ -189,6 +278,18 @@ func (m MQTT) BrokerURL() string {
 		return "tcp://" + m.EmbeddedAddr
 	}
 	return m.URL
+}
+
+// Bridge configures the MQTT → JetStream bridge (README, "Delivery
+// guarantees").
+type Bridge struct {
+	// QueueSize bounds the MQTT messages received and not yet acknowledged;
+	// a QoS 1 message beyond it stays unacknowledged until the queue has
+	// drained and the session is resumed.
+	QueueSize int `yaml:"queue_size"`
+	// PublishTimeout is how long an asynchronous JetStream publish waits
+	// for its ack before it is redone.
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
 }
 
 // Redis configures the authoritative state store.
@@ -513,11 +614,58 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.Embedded() {
 		checkHostPort(bad, "mqtt.embedded_addr", c.MQTT.EmbeddedAddr)
+		if len(c.MQTT.Accounts) == 0 && !IsLoopback(c.MQTT.EmbeddedAddr) {
+			bad("mqtt.accounts", "required when mqtt.embedded_addr (%s) listens beyond loopback", c.MQTT.EmbeddedAddr)
+		}
+		if len(c.MQTT.Accounts) > 0 && !slices.ContainsFunc(c.MQTT.Accounts, func(a MQTTAccount) bool { return a.Username == c.MQTT.Username }) {
+			bad("mqtt.username", "must name one of mqtt.accounts (the service's own login to the embedded broker), got %q", c.MQTT.Username)
+		}
+		if c.MQTT.EmbeddedMaxInflight < 1 || c.MQTT.EmbeddedMaxInflight > 65535 {
+			bad("mqtt.embedded_max_inflight", "must be in 1..65535, got %d", c.MQTT.EmbeddedMaxInflight)
+		}
 	} else {
 		checkURL(bad, "mqtt.url", c.MQTT.URL, "tcp", "mqtt", "ssl", "tls", "ws", "wss")
 	}
 	if c.MQTT.ConnectTimeout <= 0 {
 		bad("mqtt.connect_timeout", "must be positive")
+	}
+	for i, a := range c.MQTT.Accounts {
+		f := fmt.Sprintf("mqtt.accounts[%d]", i)
+		if a.Username == "" {
+			bad(f+".username", "must not be empty")
+		}
+		if (a.Password == "") == (a.PasswordHash == "") {
+			bad(f, "needs exactly one of password and password_hash")
+		}
+		if len(a.Cameras) == 0 && len(a.Topics) == 0 {
+			bad(f, "allows no topic: list cameras or topics")
+		}
+		for _, cam := range a.Cameras {
+			if cam == "" || strings.ContainsAny(cam, "/+#") {
+				bad(f+".cameras", "camera id %q must be one MQTT topic level (no /, + or #)", cam)
+			}
+		}
+	}
+	checkTLS(bad, "mqtt.tls", c.MQTT.TLS)
+	checkTLS(bad, "nats.tls", c.NATS.TLS)
+	if c.NATS.CredsFile != "" && c.NATS.NKeyFile != "" {
+		bad("nats.creds_file", "set creds_file or nkey_file, not both")
+	}
+	if (c.NATS.CredsFile != "" || c.NATS.NKeyFile != "") && c.NATS.Username != "" {
+		bad("nats.username", "set a username/password or creds_file/nkey_file, not both")
+	}
+	for _, f := range []struct{ name, path string }{{"nats.creds_file", c.NATS.CredsFile}, {"nats.nkey_file", c.NATS.NKeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				bad(f.name, "%v", err)
+			}
+		}
+	}
+	if c.Bridge.QueueSize < 1 {
+		bad("bridge.queue_size", "must be at least 1, got %d", c.Bridge.QueueSize)
+	}
+	if c.Bridge.PublishTimeout <= 0 {
+		bad("bridge.publish_timeout", "must be positive, got %s", c.Bridge.PublishTimeout)
 	}
 	checkURL(bad, "redis.url", c.Redis.URL, "redis", "rediss", "unix")
 	if c.Face.IntraOpThreads < 1 {
@@ -612,6 +760,54 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func checkTLS(bad func(string, string, ...any), field string, t TLS) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad(field, "cert_file and key_file go together")
+		return
+	}
+	if _, err := t.Config(); err != nil {
+		bad(field, "%v", err)
+	}
+}
+
+// IsLoopback reports whether a host:port listens on this host only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// RedactURL returns raw fit for a log line or an error message: the
+// password of each URL (a comma-separated list too) is replaced, and so is
+// a user part with no password, which NATS reads as a token. A string that
+// does not parse as a URL is replaced whole, since where its secret sits
+// is unknown.
+func RedactURL(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "[unparsable URL redacted]"
+			continue
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}
+
 func oneOf(s string, options ...string) bool {
 	for _, o := range options {
 		if s == o {
@@ -639,7 +835,7 @@ func checkURL(bad func(string, string, ...any), field, raw string, schemes ...st
 		return
 	}
 	if !oneOf(u.Scheme, schemes...) {
-		bad(field, "scheme must be one of %s, got %q", strings.Join(schemes, ", "), raw)
+		bad(field, "scheme must be one of %s, got %q", strings.Join(schemes, ", "), RedactURL(raw))
 		return
 	}
 	if u.Port() != "" {

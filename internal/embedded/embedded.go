@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -17,6 +18,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"poi/internal/config"
 )
 
 // MaxPayload is the largest NATS message the service sends.
@@ -85,16 +88,44 @@ type MQTT struct {
 	addr string
 }
 
+// MQTTOptions configures the embedded broker.
+type MQTTOptions struct {
+	// MaxInflight bounds the QoS 1 messages the broker keeps per client
+	// unacknowledged (mochi's maximum_inflight); beyond it the broker
+	// refuses to forward them, counted by Dropped.
+	MaxInflight int
+	// Accounts are the clients allowed in. None: every client is allowed,
+	// which StartMQTT accepts only on a loopback address.
+	Accounts []Account
+}
+
 // StartMQTT listens on addr ("127.0.0.1:0" picks a free port) and serves.
 // It binds the socket itself and hands it to the broker, so a port in use is
 // an error now, not a log line from a goroutine later, and ":0" has no race.
-func StartMQTT(addr string, log *slog.Logger) (*MQTT, error) {
+func StartMQTT(addr string, o MQTTOptions, log *slog.Logger) (*MQTT, error) {
+	if len(o.Accounts) == 0 && !config.IsLoopback(addr) {
+		return nil, fmt.Errorf("embedded mqtt: %s is reachable beyond this host: configure mqtt.accounts", addr)
+	}
+	var hook mqtt.Hook = new(auth.AllowHook)
+	if len(o.Accounts) > 0 {
+		h, err := newAccountsHook(o.Accounts)
+		if err != nil {
+			return nil, fmt.Errorf("embedded mqtt: %w", err)
+		}
+		hook = h
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded mqtt: listen %s: %w", addr, err)
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log.With("component", "mqtt-broker")})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	opts := &mqtt.Options{InlineClient: false, Logger: log.With("component", "mqtt-broker")}
+	if o.MaxInflight > 0 {
+		caps := mqtt.NewDefaultServerCapabilities()
+		caps.MaximumInflight = uint16(min(o.MaxInflight, 65535))
+		opts.Capabilities = caps
+	}
+	srv := mqtt.New(opts)
+	if err := srv.AddHook(hook, nil); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("embedded mqtt: %w", err)
 	}
@@ -106,8 +137,16 @@ func StartMQTT(addr string, log *slog.Logger) (*MQTT, error) {
 		ln.Close()
 		return nil, fmt.Errorf("embedded mqtt: serve: %w", err)
 	}
-	log.Info("embedded mqtt broker started", "addr", ln.Addr().String())
+	log.Info("embedded mqtt broker started", "addr", ln.Addr().String(), "accounts", len(o.Accounts))
 	return &MQTT{srv: srv, addr: ln.Addr().String()}, nil
+}
+
+// Dropped counts the messages the broker did not forward to a subscriber
+// because of its own limits (a client's inflight store or write buffer
+// full): with persistent sessions and held acknowledgements, the only
+// way a message the broker accepted is lost.
+func (m *MQTT) Dropped() int64 {
+	return atomic.LoadInt64(&m.srv.Info.InflightDropped) + atomic.LoadInt64(&m.srv.Info.MessagesDropped)
 }
 
 // Addr is the host:port the broker listens on.

@@ -35,6 +35,12 @@ type Metrics struct {
 	Rebalances      *prometheus.CounterVec // stage
 	ConsumerPending *prometheus.GaugeVec   // stage: messages not yet delivered (lag)
 	AckPending      *prometheus.GaugeVec   // stage: delivered, not yet acknowledged
+
+	// The MQTT side of the bridge (README, "Delivery guarantees").
+	BridgeUnacked        prometheus.Gauge
+	BridgeDeferred       prometheus.Counter
+	BridgeResumes        prometheus.Counter
+	BridgePublishRetries prometheus.Counter
 }
 
 // New creates and registers every collector.
@@ -64,11 +70,22 @@ func New() *Metrics {
 		ConsumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_pending", Help: "Messages waiting for a stage's consumers (lag), summed over its partitions."}, []string{"stage"}),
 		AckPending:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_ack_pending", Help: "Messages delivered to a stage and not yet acknowledged."}, []string{"stage"}),
 	}
-	for _, c := range []prometheus.Collector{m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose,
+	m.BridgeUnacked = prometheus.NewGauge(prometheus.GaugeOpts{Name: "poi_bridge_unacknowledged", Help: "MQTT messages the bridge received and has not acknowledged yet (held while JetStream does not store them)."})
+	m.BridgeDeferred = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_deferred_total", Help: "QoS 1 MQTT messages left unacknowledged because the bridge queue was full; the broker resends them after the session resume."})
+	m.BridgeResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_session_resumes_total", Help: "MQTT reconnects the bridge made to have deferred messages resent."})
+	m.BridgePublishRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_publish_retries_total", Help: "JetStream publishes the bridge redid because JetStream did not store a message."})
+	for _, c := range []prometheus.Collector{m.BridgeUnacked, m.BridgeDeferred, m.BridgeResumes, m.BridgePublishRetries, m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose,
 		m.PartitionsOwned, m.Rebalances, m.ConsumerPending, m.AckPending} {
 		f(c)
 	}
 	return m
+}
+
+// AddBrokerDropped exports the embedded MQTT broker's count of messages it
+// dropped at its own limits.
+func (m *Metrics) AddBrokerDropped(f func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "poi_mqtt_broker_dropped_total",
+		Help: "Messages the embedded MQTT broker accepted and did not forward because of its own limits (a client's inflight store or write buffer full)."}, f))
 }
 
 // Handler serves the registry in the Prometheus text format.

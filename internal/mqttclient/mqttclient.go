@@ -5,6 +5,8 @@ package mqttclient
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"poi/internal/config"
 )
 
 // Options configures a client.
@@ -21,14 +25,21 @@ type Options struct {
 	Username       string
 	Password       string
 	ConnectTimeout time.Duration
+	// TLS is used for ssl://, tls:// and wss:// brokers; nil: Go's defaults.
+	TLS *tls.Config
 	// ManualAck withholds the QoS 1 acknowledgement until the handler calls
 	// Message.Ack: the broker redelivers what was never acknowledged.
 	ManualAck bool
+	// Persistent asks the broker to keep the session (subscriptions and
+	// unacknowledged QoS 1 messages) across disconnects: clean session off.
+	// It needs a ClientID that stays the same across restarts.
+	Persistent bool
 }
 
 // Client is a connected (or reconnecting) MQTT client.
 type Client struct {
 	c    paho.Client
+	o    Options
 	log  *slog.Logger
 	mu   sync.Mutex
 	subs map[string]sub
@@ -39,12 +50,16 @@ type sub struct {
 	h   paho.MessageHandler
 }
 
-// Connect dials the broker and waits up to ConnectTimeout for the first
-// connection. When the broker is not there yet, the client keeps retrying in
-// the background and Connect returns the client with an error the caller may
-// log; IsConnected tells the truth either way.
-func Connect(ctx context.Context, o Options, log *slog.Logger) (*Client, error) {
-	cl := &Client{log: log, subs: map[string]sub{}}
+// New configures a client without connecting it, so that handlers can be
+// registered (Subscribe) before the first connection: a persistent session
+// delivers its queued messages the moment the connection is up, before any
+// subscription is renewed, and a message with no handler would stay
+// unacknowledged until the next reconnect.
+func New(o Options, log *slog.Logger) (*Client, error) {
+	if o.Persistent && o.ClientID == "" {
+		return nil, errors.New("mqtt: a persistent session needs a fixed client id")
+	}
+	cl := &Client{o: o, log: log, subs: map[string]sub{}}
 	id := o.ClientID
 	if id == "" {
 		host, _ := os.Hostname()
@@ -61,35 +76,65 @@ func Connect(ctx context.Context, o Options, log *slog.Logger) (*Client, error) 
 		SetMaxReconnectInterval(15 * time.Second).
 		SetConnectTimeout(o.ConnectTimeout).
 		SetKeepAlive(10 * time.Second).
-		SetCleanSession(true).
-		// Handlers run in arrival order (per-camera order matters to the
-		// tracker); ours only hand messages to a queue, and when the queue
-		// is full the wait pushes back on the broker instead of dropping.
+		SetCleanSession(!o.Persistent).
+		// Handlers run in arrival order on paho's one goroutine, which also
+		// reads the keepalive answers: a handler that blocks gets the
+		// connection dropped. Ours only hand messages on without waiting.
 		SetOrderMatters(true).
 		SetAutoAckDisabled(o.ManualAck).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			log.Warn("mqtt connection lost", "error", err)
 		})
+	if o.TLS != nil {
+		po.SetTLSConfig(o.TLS)
+	}
 	cl.c = paho.NewClient(po)
+	return cl, nil
+}
+
+// Connect is New and then Start.
+func Connect(ctx context.Context, o Options, log *slog.Logger) (*Client, error) {
+	cl, err := New(o, log)
+	if err != nil {
+		return nil, err
+	}
+	return cl, cl.Start(ctx)
+}
+
+// Start dials the broker and waits up to ConnectTimeout for the first
+// connection. When the broker is not there yet, the client keeps retrying in
+// the background and Start returns an error the caller may log;
+// IsConnected tells the truth either way.
+func (cl *Client) Start(ctx context.Context) error {
 	tok := cl.c.Connect()
-	wait := time.NewTimer(o.ConnectTimeout)
+	wait := time.NewTimer(cl.o.ConnectTimeout)
 	defer wait.Stop()
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
-			return cl, fmt.Errorf("mqtt connect %s: %w", o.URL, err)
+			return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), err)
 		}
 	case <-wait.C:
-		return cl, fmt.Errorf("mqtt connect %s: not connected after %s, retrying in background", o.URL, o.ConnectTimeout)
+		return fmt.Errorf("mqtt connect %s: not connected after %s, retrying in background", config.RedactURL(cl.o.URL), cl.o.ConnectTimeout)
 	case <-ctx.Done():
-		return cl, fmt.Errorf("mqtt connect %s: %w", o.URL, ctx.Err())
+		return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), ctx.Err())
 	}
-	return cl, nil
+	return nil
+}
+
+// Reconnect drops the connection and dials again. With a persistent session
+// the broker then resends every QoS 1 message not yet acknowledged, which is
+// how a message the bridge had no room for is received again. down runs
+// while the client is disconnected.
+func (cl *Client) Reconnect(ctx context.Context, down func()) error {
+	cl.c.Disconnect(250)
+	down()
+	return cl.Start(ctx)
 }
 
 // onConnect restores subscriptions: with a clean session the broker forgets
-// them on every disconnect.
+// them on every disconnect (renewing them on a persistent one is harmless).
 func (cl *Client) onConnect(c paho.Client) {
 	cl.log.Info("mqtt connected")
 	cl.mu.Lock()
@@ -108,7 +153,10 @@ func (cl *Client) Subscribe(ctx context.Context, topic string, qos byte, h paho.
 	cl.subs[topic] = sub{qos: qos, h: h}
 	cl.mu.Unlock()
 	if !cl.c.IsConnectionOpen() {
-		return nil // onConnect will subscribe
+		// Routed now, subscribed by onConnect: messages a persistent
+		// session delivers on connect find their handler.
+		cl.c.AddRoute(topic, h)
+		return nil
 	}
 	t := cl.c.Subscribe(topic, qos, h)
 	select {

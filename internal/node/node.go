@@ -163,7 +163,10 @@ func (n *Node) start(ctx context.Context) error {
 			natsURL = "nats://" + net.JoinHostPort(n.cfg.NATS.EmbeddedHost, strconv.Itoa(n.cfg.NATS.EmbeddedPort))
 		}
 	}
-	opts := []nats.Option{}
+	opts, err := natsAuth(n.cfg.NATS)
+	if err != nil {
+		return err
+	}
 	if n.natsSrv != nil {
 		// The process's own server: connect without TCP, which saves two
 		// system calls and a copy per message each way on every stage.
@@ -182,7 +185,7 @@ func (n *Node) start(ctx context.Context) error {
 		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)...)
 	if err != nil {
-		return fmt.Errorf("nats.url %q: connect: %w", natsURL, err)
+		return fmt.Errorf("nats.url %q: connect: %w", config.RedactURL(natsURL), err)
 	}
 	n.nc = nc
 	js, err := jetstream.New(nc)
@@ -212,32 +215,53 @@ func (n *Node) start(ctx context.Context) error {
 	if err := st.Ping(pctx); err != nil {
 		// Redis down at start is a degraded state the status endpoint
 		// reports, not a reason to refuse to start.
-		n.log.Warn("redis not reachable at start", "url", n.cfg.Redis.URL, "error", err)
+		n.log.Warn("redis not reachable at start", "url", config.RedactURL(n.cfg.Redis.URL), "error", err)
 	}
 
 	if n.roles.Bridge || n.roles.API || n.hasPool("alert") {
 		if n.cfg.MQTT.Embedded() && n.roles.Embedded {
-			srv, err := embedded.StartMQTT(n.cfg.MQTT.EmbeddedAddr, n.log)
+			srv, err := embedded.StartMQTT(n.cfg.MQTT.EmbeddedAddr, embeddedMQTTOptions(n.cfg.MQTT), n.log)
 			if err != nil {
 				return fmt.Errorf("mqtt.embedded_addr: %w", err)
 			}
 			n.mqttSrv = srv
+			n.metrics.AddBrokerDropped(func() float64 { return float64(srv.Dropped()) })
 		}
 		url := n.cfg.MQTT.BrokerURL()
 		if n.mqttSrv != nil {
 			url = "tcp://" + n.mqttSrv.Addr()
 		}
-		cl, err := mqttclient.Connect(ctx, mqttclient.Options{
-			URL: url, ClientID: n.cfg.MQTT.ClientID, Username: n.cfg.MQTT.Username,
-			Password: n.cfg.MQTT.Password, ConnectTimeout: n.cfg.MQTT.ConnectTimeout, ManualAck: true,
-		}, n.log.With("component", "mqtt"))
-		n.mqtt = cl
+		tc, err := n.cfg.MQTT.TLS.Config()
 		if err != nil {
+			return fmt.Errorf("mqtt.tls: %w", err)
+		}
+		o := mqttclient.Options{
+			URL: url, Username: n.cfg.MQTT.Username, Password: n.cfg.MQTT.Password,
+			ConnectTimeout: n.cfg.MQTT.ConnectTimeout, ManualAck: true, TLS: tc,
+		}
+		if n.roles.Bridge {
+			// The bridge's session outlives its connections, so that QoS 1
+			// messages not yet stored in JetStream are resent after a
+			// reconnect or a restart; that needs an id that stays.
+			o.Persistent, o.ClientID = true, n.cfg.MQTT.BridgeClientID()
+		}
+		cl, err := mqttclient.New(o, n.log.With("component", "mqtt"))
+		if err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		n.mqtt = cl
+	}
+	// The roles subscribe before the first connection: a persistent
+	// session delivers what it kept the moment it is up.
+	if err := n.startRoles(ctx); err != nil {
+		return err
+	}
+	if n.mqtt != nil {
+		if err := n.mqtt.Start(ctx); err != nil {
 			n.log.Warn("mqtt not connected yet", "error", err)
 		}
 	}
-
-	return n.startRoles(ctx)
+	return nil
 }
 
 func (n *Node) mqttConnected() bool { return n.mqtt != nil && n.mqtt.IsConnected() }
@@ -319,3 +343,37 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 
 // Metrics are this process's collectors.
 func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
+
+// embeddedMQTTOptions maps the configuration onto the embedded broker's.
+func embeddedMQTTOptions(c config.MQTT) embedded.MQTTOptions {
+	o := embedded.MQTTOptions{MaxInflight: c.EmbeddedMaxInflight}
+	for _, a := range c.Accounts {
+		o.Accounts = append(o.Accounts, embedded.Account{Username: a.Username, Password: a.Password, PasswordHash: a.PasswordHash, Cameras: a.Cameras, Topics: a.Topics})
+	}
+	return o
+}
+
+// natsAuth turns the NATS credentials and TLS settings into client options.
+func natsAuth(c config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
+		}
+		opts = append(opts, o)
+	case c.Username != "":
+		opts = append(opts, nats.UserInfo(c.Username, c.Password))
+	}
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("nats.tls: %w", err)
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}
