@@ -110,8 +110,12 @@ func (c Log) Logger(w io.Writer) *slog.Logger {
 
 // API configures the REST server.
 type API struct {
-	Addr              string        `yaml:"addr"`
-	MaxImageBytes     int64         `yaml:"max_image_bytes"`
+	Addr          string `yaml:"addr"`
+	MaxImageBytes int64  `yaml:"max_image_bytes"`
+	// MaxJPEGScans bounds the scans (SOS markers) of any JPEG decoded,
+	// uploaded or from a camera: each scan of a progressive JPEG is a pass
+	// over the whole image.
+	MaxJPEGScans      int           `yaml:"max_jpeg_scans"`
 	MaxImages         int           `yaml:"max_images"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	DependencyTimeout time.Duration `yaml:"dependency_timeout"`
@@ -450,6 +454,9 @@ func (c Config) Validate() error {
 	}
 	if c.API.MaxImageBytes < 1024 {
 		bad("api.max_image_bytes", "must be at least 1024, got %d", c.API.MaxImageBytes)
+	}
+	if c.API.MaxJPEGScans < 1 {
+		bad("api.max_jpeg_scans", "must be at least 1, got %d", c.API.MaxJPEGScans)
 	}
 	if c.API.MaxImages < 1 || c.API.MaxImages > 20 {
 		bad("api.max_images", "must be in 1..20, got %d", c.API.MaxImages)

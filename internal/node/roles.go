@@ -38,7 +38,7 @@ func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
 
 // ImageLimits bounds the images the service decodes.
 func ImageLimits(cfg config.Config) imaging.Limits {
-	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels, MaxScans: cfg.API.MaxJPEGScans}
 }
 
 // ErasureConfig is the purge the erasure.* settings describe (the API's
