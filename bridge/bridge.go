@@ -55,11 +55,14 @@ type Config struct {
 	// worker sends the next message without waiting for the last one's
 	// round trip, and acknowledges MQTT as the acks come back, in order.
 	Window int
+	// MaxClockSkew bounds how far a message's timestamp may be from the
+	// bridge's clock; further is rejected (reason clock_skew).
+	MaxClockSkew time.Duration
 }
 
 // DefaultConfig is what `poi run` uses.
 func DefaultConfig() Config {
-	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second, Window: 128}
+	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 256, PublishTimeout: 30 * time.Second, Window: 128, MaxClockSkew: 5 * time.Minute}
 }
 
 // Bridge is the MQTT → JetStream bridge.
@@ -270,6 +273,7 @@ func (b *Bridge) convert(topic string, payload []byte) (*nats.Msg, string, error
 	lim := b.cfg.Limits
 	var subject, camera string
 	var env any
+	var ts time.Time
 	switch {
 	case len(parts) == 3 && parts[0] == "poi" && parts[1] == "frames":
 		camera = parts[2]
@@ -277,29 +281,32 @@ func (b *Bridge) convert(topic string, payload []byte) (*nats.Msg, string, error
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestFrame, camera), &f
+		subject, env, ts = streams.Subject(streams.IngestFrame, camera), &f, f.Timestamp
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "data" && parts[2] == "camera":
 		camera = parts[3]
 		d, err := ParseDetections(camera, payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestSceneScape, camera), &d
+		subject, env, ts = streams.Subject(streams.IngestSceneScape, camera), &d, d.Timestamp
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "image" && parts[2] == "camera":
 		camera = parts[3]
 		ci, err := ParseCameraImage(camera, payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestImage, camera), &ci
+		subject, env, ts = streams.Subject(streams.IngestImage, camera), &ci, ci.Timestamp
 	case len(parts) == 6 && parts[0] == "scenescape" && parts[1] == "event" && parts[2] == "region" && parts[5] == "objects":
 		ev, err := ParseRegionEvent(parts[3], parts[4], payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestRegion, parts[3], parts[4]), &ev
+		subject, env, ts = streams.Subject(streams.IngestRegion, parts[3], parts[4]), &ev, ev.Timestamp
 	default:
 		return nil, "", reject("bad_topic", "no route for topic %q", topic)
+	}
+	if err := CheckClock(ts, b.now(), b.cfg.MaxClockSkew); err != nil {
+		return nil, "", err
 	}
 	m, err := streams.NewMsg(subject, env)
 	return m, camera, err

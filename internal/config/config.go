@@ -223,6 +223,9 @@ type Pipeline struct {
 	MaxDeliver         int           `yaml:"max_deliver"`
 	// AlertConcurrency bounds the sightings a process checks at once.
 	AlertConcurrency int `yaml:"alert_concurrency"`
+	// MaxClockSkew bounds how far a camera message's timestamp may be from
+	// the bridge's clock; further is rejected and counted.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
@@ -554,6 +557,7 @@ func (c Config) Validate() error {
 		{"pipeline.track_silence", c.Pipeline.TrackSilence},
 		{"pipeline.alert_cooldown", c.Pipeline.AlertCooldown},
 		{"pipeline.retention", c.Pipeline.Retention},
+		{"pipeline.max_clock_skew", c.Pipeline.MaxClockSkew},
 		{"erasure.tombstone_ttl", c.Erasure.TombstoneTTL},
 		{"erasure.replica_wait", c.Erasure.ReplicaWait},
 		{"outbox.relay_interval", c.Outbox.RelayInterval},

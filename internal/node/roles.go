@@ -154,7 +154,9 @@ func (n *Node) startRoles(ctx context.Context) error {
 		addPool("alert", streams.ConsumerAlert, streams.Sightings, p.AlertConcurrency, a.Handle)
 	}
 	if n.roles.Bridge {
-		b := bridge.New(bridge.DefaultConfig(), n.mqtt, n.js, n.store, n.metrics, n.log)
+		bc := bridge.DefaultConfig()
+		bc.MaxClockSkew = p.MaxClockSkew
+		b := bridge.New(bc, n.mqtt, n.js, n.store, n.metrics, n.log)
 		if err := b.Subscribe(ctx); err != nil {
 			return err
 		}
