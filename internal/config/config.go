@@ -47,9 +47,59 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	Erasure    Erasure    `yaml:"erasure"`
 	Outbox     Outbox     `yaml:"outbox"`
-	// Cameras are named here when no SceneScape is configured; cameras
-	// seen on MQTT are listed too, named by their id.
-	Cameras []Camera `yaml:"cameras"`
+	// Cameras are the accepted camera ids and how long their state lasts.
+	Cameras Cameras `yaml:"cameras"`
+}
+
+// Cameras decides which camera ids the bridge accepts: those listed here,
+// those SceneScape lists when it is configured, and, with AllowUnknown, up
+// to MaxUnknown others at a time. Every camera id creates state, so ids
+// from the network are bounded.
+type Cameras struct {
+	// List names cameras (GET /cameras when no SceneScape is configured;
+	// cameras seen on MQTT are listed too, named by their id).
+	List []Camera `yaml:"list"`
+	// AllowUnknown accepts ids neither listed nor known to SceneScape.
+	AllowUnknown bool `yaml:"allow_unknown"`
+	// MaxUnknown bounds the unknown ids tracked at once (per bridge).
+	MaxUnknown int `yaml:"max_unknown"`
+	// IdleTTL: a camera silent this long is forgotten: an unknown id frees
+	// its place, camera:seen drops it, the tracker drops its state from
+	// memory.
+	IdleTTL time.Duration `yaml:"idle_ttl"`
+}
+
+// UnmarshalYAML also accepts the list of cameras alone, the form of this
+// key before it became a section ("cameras: [{id: c1}]").
+func (c *Cameras) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		return n.Decode(&c.List)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: cameras: want a mapping (list, allow_unknown, max_unknown, idle_ttl) or a list of cameras", n.Line)
+	}
+	known := map[string]bool{"list": true, "allow_unknown": true, "max_unknown": true, "idle_ttl": true}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !known[k.Value] {
+			return fmt.Errorf("line %d: field %s not found in type config.Cameras", k.Line, k.Value)
+		}
+	}
+	type plain Cameras // without this method
+	p := plain(*c)
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*c = Cameras(p)
+	return nil
+}
+
+// IDs are the configured camera ids.
+func (c Cameras) IDs() []string {
+	ids := make([]string, len(c.List))
+	for i, cam := range c.List {
+		ids[i] = cam.ID
+	}
+	return ids
 }
 
 // Index configures the all-detections index replicas.
@@ -349,6 +399,9 @@ func applyEnv(c *Config, environ []string) error {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if key == "cameras" {
+			key = "cameras_list" // the name of the list before cameras became a section
+		}
 		f, known := fields[key]
 		if !known {
 			if ignoredEnv(name) {
@@ -578,10 +631,16 @@ func (c Config) Validate() error {
 	if c.SceneScape.Timeout <= 0 {
 		bad("scenescape.timeout", "must be positive")
 	}
-	for i, cam := range c.Cameras {
+	for i, cam := range c.Cameras.List {
 		if cam.ID == "" {
-			bad(fmt.Sprintf("cameras[%d].id", i), "must not be empty")
+			bad(fmt.Sprintf("cameras.list[%d].id", i), "must not be empty")
 		}
+	}
+	if c.Cameras.MaxUnknown < 1 {
+		bad("cameras.max_unknown", "must be at least 1, got %d", c.Cameras.MaxUnknown)
+	}
+	if c.Cameras.IdleTTL < time.Minute {
+		bad("cameras.idle_ttl", "must be at least 1m, got %s", c.Cameras.IdleTTL)
 	}
 	if c.Pipeline.MaxDeliver < 1 {
 		bad("pipeline.max_deliver", "must be at least 1, got %d", c.Pipeline.MaxDeliver)

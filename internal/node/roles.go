@@ -10,12 +10,14 @@ import (
 
 	"poi/api"
 	"poi/bridge"
+	"poi/internal/camgate"
 	"poi/internal/config"
 	"poi/internal/erasure"
 	"poi/internal/face"
 	"poi/internal/imaging"
 	"poi/internal/outbox"
 	"poi/internal/replica"
+	"poi/internal/scenescape"
 	"poi/internal/vectorindex"
 	"poi/streams"
 	"poi/workers/alert"
@@ -39,6 +41,28 @@ func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
 // ImageLimits bounds the images the service decodes.
 func ImageLimits(cfg config.Config) imaging.Limits {
 	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels, MaxScans: cfg.API.MaxJPEGScans}
+}
+
+// CameraGate is the camera-id policy the cameras.* settings describe, with
+// SceneScape's camera list when scenescape.url is set.
+func CameraGate(cfg config.Config) *camgate.Gate {
+	gc := camgate.Config{Known: cfg.Cameras.IDs(), AllowUnknown: cfg.Cameras.AllowUnknown,
+		MaxUnknown: cfg.Cameras.MaxUnknown, IdleTTL: cfg.Cameras.IdleTTL}
+	if cfg.SceneScape.URL != "" {
+		ss := scenescape.New(cfg.SceneScape)
+		gc.List = func(ctx context.Context) ([]string, error) {
+			cams, err := ss.Cameras(ctx)
+			if err != nil {
+				return nil, err
+			}
+			ids := make([]string, len(cams))
+			for i, c := range cams {
+				ids[i] = c.ID
+			}
+			return ids, nil
+		}
+	}
+	return camgate.New(gc)
 }
 
 // ErasureConfig is the purge the erasure.* settings describe (the API's
@@ -130,7 +154,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
 			Retention: p.Retention, MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
-			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count,
+			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count, IdleTTL: n.cfg.Cameras.IdleTTL,
 		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
 		g := partition.New(partition.Config{
 			Stage: "index", Stream: streams.Ingest, Consumer: streams.IndexConsumer, Partitions: pt.Count,
@@ -156,6 +180,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 	if n.roles.Bridge {
 		bc := bridge.DefaultConfig()
 		bc.MaxClockSkew = p.MaxClockSkew
+		bc.Cameras = CameraGate(n.cfg)
+		bc.SeenTTL = n.cfg.Cameras.IdleTTL
 		b := bridge.New(bc, n.mqtt, n.js, n.store, n.metrics, n.log)
 		if err := b.Subscribe(ctx); err != nil {
 			return err

@@ -21,7 +21,8 @@ package store
 //	track:{track}                   HASH track record                    owner: index  TTL: retention
 //	track:{track}:zones             LIST zone appearance JSON            owner: zones  TTL: retention
 //	detection:{id}                  HASH sample -> track, time, bbox     owner: index  TTL: retention
-//	camera:seen                     HASH camera_id -> last seen (RFC3339) owner: bridge TTL: none
+//	camera:lastseen                 ZSET camera_id by last seen (unix ms) owner: bridge TTL: cameras.idle_ttl (entries too), at most the admitted cameras
+//	                                (replaces camera:seen, a HASH without TTL: delete it after upgrading)
 //	camera:latest:{camera}          STRING latest frame JPEG             owner: frames TTL: 60s
 //	thumb:{track}                   STRING face thumbnail JPEG           owner: index  TTL: retention
 //	apikey:{key_id}                 HASH API key record (name, role, SHA-256 of the key, times) owner: api, poi keys  TTL: none (revoked keys stay listed)
@@ -133,8 +134,8 @@ func (k Keys) TrackZones(track string) string { return k.k("track", track, "zone
 // Detection is one sample of the all-detections index.
 func (k Keys) Detection(id string) string { return k.k("detection", id) }
 
-// CamerasSeen maps camera ids seen on MQTT to when.
-func (k Keys) CamerasSeen() string { return k.k("camera", "seen") }
+// CamerasSeen holds the camera ids seen on MQTT by when.
+func (k Keys) CamerasSeen() string { return k.k("camera", "lastseen") }
 
 // CameraLatest is a camera's most recent frame.
 func (k Keys) CameraLatest(camera string) string { return k.k("camera", "latest", camera) }
