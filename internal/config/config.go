@@ -270,12 +270,25 @@ type Pipeline struct {
 	TrackSilence       time.Duration `yaml:"track_silence"`
 	AlertCooldown      time.Duration `yaml:"alert_cooldown"`
 	Retention          time.Duration `yaml:"retention"`
+	// UnmatchedRetention is how long what is kept about tracks that never
+	// matched a POI lasts (samples, vectors, track records, frames): a
+	// site can forget strangers in hours and keep POI appearances for the
+	// whole Retention. 0: equal to Retention.
+	UnmatchedRetention time.Duration `yaml:"unmatched_retention"`
 	MaxDeliver         int           `yaml:"max_deliver"`
 	// AlertConcurrency bounds the sightings a process checks at once.
 	AlertConcurrency int `yaml:"alert_concurrency"`
 	// MaxClockSkew bounds how far a camera message's timestamp may be from
 	// the bridge's clock; further is rejected and counted.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+}
+
+// Unmatched is the effective retention of unmatched tracks' data.
+func (p Pipeline) Unmatched() time.Duration {
+	if p.UnmatchedRetention == 0 {
+		return p.Retention
+	}
+	return p.UnmatchedRetention
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
@@ -641,6 +654,9 @@ func (c Config) Validate() error {
 	}
 	if c.Cameras.IdleTTL < time.Minute {
 		bad("cameras.idle_ttl", "must be at least 1m, got %s", c.Cameras.IdleTTL)
+	}
+	if u := c.Pipeline.UnmatchedRetention; u < 0 || u > c.Pipeline.Retention || (u > 0 && u < time.Minute) {
+		bad("pipeline.unmatched_retention", "must be 0 (equal to pipeline.retention) or 1m..pipeline.retention (%s), got %s", c.Pipeline.Retention, u)
 	}
 	if c.Pipeline.MaxDeliver < 1 {
 		bad("pipeline.max_deliver", "must be at least 1, got %d", c.Pipeline.MaxDeliver)

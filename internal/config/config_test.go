@@ -78,6 +78,7 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"camera cap", "", []string{"POI_CAMERAS_MAX_UNKNOWN=0"}, "cameras.max_unknown"},
 		{"clock skew", "", []string{"POI_PIPELINE_MAX_CLOCK_SKEW=0s"}, "pipeline.max_clock_skew"},
 		{"jpeg scans", "", []string{"POI_API_MAX_JPEG_SCANS=0"}, "api.max_jpeg_scans"},
+		{"unmatched above retention", "", []string{"POI_PIPELINE_UNMATCHED_RETENTION=200h"}, "pipeline.unmatched_retention"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,5 +153,19 @@ func TestCamerasSection(t *testing.T) {
 		if len(c.Cameras.List) != 1 || c.Cameras.List[0].ID != "c2" || !c.Cameras.AllowUnknown {
 			t.Fatalf("%s: %+v", env, c.Cameras)
 		}
+	}
+}
+
+func TestUnmatchedRetentionDefaultsToRetention(t *testing.T) {
+	c, err := Load("", []string{"POI_PIPELINE_RETENTION=720h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pipeline.Unmatched() != 720*time.Hour {
+		t.Fatalf("unmatched retention %s, want the retention", c.Pipeline.Unmatched())
+	}
+	c, err = Load("", []string{"POI_PIPELINE_RETENTION=720h", "POI_PIPELINE_UNMATCHED_RETENTION=4h"})
+	if err != nil || c.Pipeline.Unmatched() != 4*time.Hour {
+		t.Fatalf("unmatched retention %s, %v", c.Pipeline.Unmatched(), err)
 	}
 }

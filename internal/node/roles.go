@@ -153,7 +153,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		pt := n.cfg.Partitions
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
-			Retention: p.Retention, MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
+			Retention: p.Unmatched(), MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
 			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count, IdleTTL: n.cfg.Cameras.IdleTTL,
 		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
 		g := partition.New(partition.Config{
@@ -202,7 +202,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		det, err := replica.NewDetections(replica.DetectionConfig{
 			// One build thread: compaction runs beside inference.
 			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors, BuildThreads: 1},
-			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Retention, SnapshotEvery: n.cfg.Index.SnapshotEvery,
+			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Unmatched(), SnapshotEvery: n.cfg.Index.SnapshotEvery,
 		}, n.js, n.log)
 		if err != nil {
 			return err
