@@ -49,7 +49,9 @@ type Config struct {
 	Silence        time.Duration // a track exits after this long unseen
 	SampleInterval time.Duration // spacing of samples and embedding refreshes
 	MaxSamples     int           // samples per track in the all-detections index
-	Retention      time.Duration
+	// Retention is the TTL of what the tracker writes: the unmatched
+	// retention (a match with a POI extends a track's keys; store.RecordAppearance).
+	Retention time.Duration
 	// MinIoU links a face to the track whose last box overlaps it most.
 	MinIoU float64
 	// Continuity links a face that moved too far for IoU to a track whose
