@@ -327,7 +327,7 @@ func TestUnknownIDsRoutesAndMethodsAreJSON404s(t *testing.T) {
 
 func TestCamerasFromConfigurationAndMQTT(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Env: []string{`POI_CAMERAS=[{"id":"Camera_01","name":"Entrance Camera"}]`}})
-	if err := s.Store.MarkCameraSeen(context.Background(), "cam-seen", time.Now()); err != nil {
+	if err := s.Store.MarkCameraSeen(context.Background(), "cam-seen", time.Now(), time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
 	code, m := getJSON(t, s.URL+"/api/v1/cameras")

@@ -71,7 +71,7 @@ func (s *Server) cameras(ctx context.Context) ([]config.Camera, error) {
 		return s.scenescape.Cameras(ctx)
 	}
 	byID := map[string]config.Camera{}
-	for _, cam := range s.deps.Config.Cameras {
+	for _, cam := range s.deps.Config.Cameras.List {
 		byID[cam.ID] = cam
 	}
 	seen, err := s.deps.Store.CamerasSeen(ctx)

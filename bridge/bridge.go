@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/camgate"
 	"poi/internal/metrics"
 	"poi/internal/mqttclient"
 	"poi/internal/store"
@@ -59,11 +60,22 @@ type Config struct {
 	// worker sends the next message without waiting for the last one's
 	// round trip.
 	Window int
+	// MaxClockSkew bounds how far a message's timestamp may be from the
+	// bridge's clock; further is rejected (reason clock_skew).
+	MaxClockSkew time.Duration
+	// Cameras decides which camera ids are accepted; nil accepts every id
+	// (tests of parsing only: a deployment always has a gate).
+	Cameras *camgate.Gate
+	// SeenTTL bounds the life of a camera:lastseen entry; SeenMax its size
+	// when there is no gate (with one, the gate's cap).
+	SeenTTL time.Duration
+	SeenMax int
 }
 
 // DefaultConfig is what `poi run` uses unless bridge.* is configured.
 func DefaultConfig() Config {
-	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 1024, PublishTimeout: 5 * time.Second, Window: 128}
+	return Config{Limits: DefaultLimits(), Workers: 4, QueueSize: 1024, PublishTimeout: 5 * time.Second, Window: 128, MaxClockSkew: 5 * time.Minute,
+		SeenTTL: 24 * time.Hour, SeenMax: 1000}
 }
 
 // Bridge is the MQTT → JetStream bridge.
@@ -240,7 +252,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			defer wg.Done()
 			defer close(window)
 			for it := range q {
-				window <- b.process(it)
+				window <- b.process(drain, it)
 			}
 		}()
 		go func() {
@@ -300,11 +312,16 @@ type inflight struct {
 
 // process turns one MQTT message into one JetStream message and starts
 // publishing it; complete finishes it.
-func (b *Bridge) process(it queued) inflight {
+func (b *Bridge) process(ctx context.Context, it queued) inflight {
 	msg := it.msg
 	b.m.Received.WithLabelValues("bridge").Inc()
 	f := inflight{seq: it.seq, msg: msg, start: time.Now()}
-	out, camera, err := b.convert(msg.Topic(), msg.Payload())
+	err := b.admit(ctx, msg.Topic())
+	var out *nats.Msg
+	var camera string
+	if err == nil {
+		out, camera, err = b.convert(msg.Topic(), msg.Payload())
+	}
 	if err != nil {
 		reason := "invalid"
 		var re *RejectError
@@ -427,6 +444,7 @@ func (b *Bridge) convert(topic string, payload []byte) (*nats.Msg, string, error
 	lim := b.cfg.Limits
 	var subject, camera string
 	var env any
+	var ts time.Time
 	switch {
 	case len(parts) == 3 && parts[0] == "poi" && parts[1] == "frames":
 		camera = parts[2]
@@ -434,33 +452,65 @@ func (b *Bridge) convert(topic string, payload []byte) (*nats.Msg, string, error
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestFrame, camera), &f
+		subject, env, ts = streams.Subject(streams.IngestFrame, camera), &f, f.Timestamp
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "data" && parts[2] == "camera":
 		camera = parts[3]
 		d, err := ParseDetections(camera, payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestSceneScape, camera), &d
+		subject, env, ts = streams.Subject(streams.IngestSceneScape, camera), &d, d.Timestamp
 	case len(parts) == 4 && parts[0] == "scenescape" && parts[1] == "image" && parts[2] == "camera":
 		camera = parts[3]
 		ci, err := ParseCameraImage(camera, payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestImage, camera), &ci
+		subject, env, ts = streams.Subject(streams.IngestImage, camera), &ci, ci.Timestamp
 	case len(parts) == 6 && parts[0] == "scenescape" && parts[1] == "event" && parts[2] == "region" && parts[5] == "objects":
 		ev, err := ParseRegionEvent(parts[3], parts[4], payload, lim)
 		if err != nil {
 			return nil, "", err
 		}
-		subject, env = streams.Subject(streams.IngestRegion, parts[3], parts[4]), &ev
+		subject, env, ts = streams.Subject(streams.IngestRegion, parts[3], parts[4]), &ev, ev.Timestamp
 	default:
 		return nil, "", reject("bad_topic", "no route for topic %q", topic)
+	}
+	if err := CheckClock(ts, b.now(), b.cfg.MaxClockSkew); err != nil {
+		return nil, "", err
 	}
 	m, err := streams.NewMsg(subject, env)
 	return m, camera, err
 }
+
+// admit asks the camera gate about the camera of a topic, before anything
+// is parsed: a refused id costs no parsing and creates no state.
+func (b *Bridge) admit(ctx context.Context, topic string) error {
+	if b.cfg.Cameras == nil {
+		return nil
+	}
+	parts := strings.Split(topic, "/")
+	var camera string
+	switch {
+	case len(parts) == 3 && parts[0] == "poi" && parts[1] == "frames":
+		camera = parts[2]
+	case len(parts) == 4 && parts[0] == "scenescape" && (parts[1] == "data" || parts[1] == "image") && parts[2] == "camera":
+		camera = parts[3]
+	default:
+		return nil // region events name scenes and regions, not cameras
+	}
+	r, err := b.cfg.Cameras.Admit(ctx, camera, b.now())
+	if err != nil {
+		b.log.Warn("camera gate", "error", err)
+	}
+	if r != nil {
+		return &RejectError{Reason: r.Reason, Err: r}
+	}
+	return nil
+}
+
+// seenThrottle is how often a camera's camera:lastseen entry is rewritten.
+const seenThrottle = 10 * time.Second
 
 // markSeen records the camera for GET /cameras, at most every 10 s per
 // camera so that a busy stream does not write Redis on every frame.
@@ -468,13 +518,26 @@ func (b *Bridge) markSeen(ctx context.Context, camera string) {
 	now := b.now()
 	b.seenMu.Lock()
 	last, ok := b.seen[camera]
-	if ok && now.Sub(last) < 10*time.Second {
+	if ok && now.Sub(last) < seenThrottle {
 		b.seenMu.Unlock()
 		return
 	}
+	limit := b.cfg.SeenMax
+	if b.cfg.Cameras != nil {
+		limit = b.cfg.Cameras.Cap()
+	}
+	if len(b.seen) >= limit {
+		// An entry older than the throttle period changes nothing: drop
+		// them all, so the map holds at most the cameras of 10 s.
+		for id, at := range b.seen {
+			if now.Sub(at) >= seenThrottle {
+				delete(b.seen, id)
+			}
+		}
+	}
 	b.seen[camera] = now
 	b.seenMu.Unlock()
-	if err := b.store.MarkCameraSeen(ctx, camera, now); err != nil {
+	if err := b.store.MarkCameraSeen(ctx, camera, now, b.cfg.SeenTTL, limit); err != nil {
 		b.log.Warn("record camera", "camera", camera, "error", err)
 	}
 }

@@ -52,7 +52,12 @@ func TestBridgeEndToEnd(t *testing.T) {
 	}
 	defer bcl.Close(0)
 	m := metrics.New()
-	b := New(DefaultConfig(), bcl, js, st, m, log)
+	cfg := DefaultConfig()
+	// The fixtures are dated (March and November 2026): the bridge's clock
+	// is set to the November messages and the skew allowed covers the year.
+	cfg.MaxClockSkew = 366 * 24 * time.Hour
+	b := New(cfg, bcl, js, st, m, log)
+	b.now = func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
 	if err := b.Subscribe(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +96,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 		{"scenescape/data/camera/cam-3", `{"timestamp": "2026-11-27T10:00:00Z", "objects": {"person": [{"bounding_box_px": {"x": 1, "y": 1, "width": 2, "height": 2}, "metadata": {"reid": {"embedding_vector": "!!"}}}]}}`},
 		{"scenescape/data/camera/cam-3", `{"timestamp": `},
 		{"scenescape/image/camera/cam-3", `{"timestamp":"2026-11-27T10:00:00Z","image":"aGVsbG8="}`},
+		{"poi/frames/cam-3", `{"timestamp":"2200-01-01T00:00:00Z","image":"` + base64.StdEncoding.EncodeToString(frame) + `"}`},
 	}
 	sends := append(append([]send{}, valid...), malformed...)
 	for _, s := range sends {
@@ -112,7 +118,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if got := testutil.ToFloat64(m.Redelivered.WithLabelValues("bridge")); got != 1 {
 		t.Fatalf("redelivered %v, want 1", got)
 	}
-	for reason, want := range map[string]float64{"not_jpeg": 2, "bad_base64": 1, "bad_json": 1} {
+	for reason, want := range map[string]float64{"not_jpeg": 2, "bad_base64": 1, "bad_json": 1, "clock_skew": 1} {
 		if got := testutil.ToFloat64(m.Rejected.WithLabelValues("bridge", reason)); got != want {
 			t.Errorf("rejected %s = %v, want %v", reason, got, want)
 		}

@@ -63,6 +63,17 @@ func parseTime(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// CheckClock refuses a timestamp further than skew from now: a camera with
+// a wrong clock (or a forged message dated 2200) would otherwise put its
+// tracks where retention and time-range searches never look, or keep them
+// past retention.
+func CheckClock(ts, now time.Time, skew time.Duration) error {
+	if d := ts.Sub(now); d > skew || d < -skew {
+		return reject("clock_skew", "timestamp %s is %s from now, limit ±%s", ts.UTC().Format(time.RFC3339Nano), d.Round(time.Second), skew)
+	}
+	return nil
+}
+
 func decodeJPEG(b64 string, lim Limits) ([]byte, error) {
 	if b64 == "" {
 		return nil, reject("bad_image", "image missing")

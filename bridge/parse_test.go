@@ -325,3 +325,29 @@ func FuzzParseEmbedding(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckClock(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	skew := 5 * time.Minute
+	for _, tc := range []struct {
+		ts   time.Time
+		want string // reason, or "" for accepted
+	}{
+		{now, ""},
+		{now.Add(skew), ""},
+		{now.Add(-skew), ""},
+		{now.Add(skew + time.Millisecond), "clock_skew"},
+		{now.Add(-skew - time.Millisecond), "clock_skew"},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), "clock_skew"},
+		{time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), "clock_skew"},
+	} {
+		err := CheckClock(tc.ts, now, skew)
+		if got := reason(err); got != tc.want && !(tc.want == "" && err == nil) {
+			t.Errorf("%s: %v, want %q", tc.ts, err, tc.want)
+		}
+	}
+	err := CheckClock(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), now, skew)
+	if err == nil || !strings.Contains(err.Error(), "timestamp 2200-01-01T00:00:00Z is") || !strings.Contains(err.Error(), "limit ±5m0s") {
+		t.Fatalf("message %v", err)
+	}
+}

@@ -14,4 +14,11 @@ go build -o bin/poi ./cmd/poi
 # One simulated camera so that tracks form at once.
 (sleep 5; exec ./bin/poi camsim --camera sim-cam-1 --dir .assets/photos --glob 'franck_*.jpg' --fps 2) &
 camsim=$!
+# The simulated camera is the one camera accepted, unless cameras are
+# configured (a --config file or POI_CAMERAS_LIST).
+case " $* " in
+  *" --config"*) ;;
+  *) sim='[{"id":"sim-cam-1","name":"Simulated camera"}]'
+     export POI_CAMERAS_LIST="${POI_CAMERAS_LIST:-$sim}" ;;
+esac
 ./bin/poi run "$@"

@@ -228,7 +228,7 @@ type Limits struct {
 	AlertsMaxAge    time.Duration
 	DLQMaxAge       time.Duration
 	// Retention is how long samples stay replayable: the same as the
-	// all-detections index keeps them.
+	// all-detections index keeps them (the unmatched retention).
 	Retention time.Duration
 	// AuditRetention is how long the audit trail keeps its records.
 	AuditRetention time.Duration
@@ -269,6 +269,20 @@ func DefaultLimits() Limits {
 		PartitionMaxAckPending: 512,
 		MemberTTL:              5 * time.Second,
 	}
+}
+
+// WithRetention derives every stream's MaxAge from the configured
+// retentions: alerts (POI appearances) are kept for retention; what may
+// show anyone else is kept for the unmatched retention at most: samples
+// (face vectors of every track), the dead letters (camera input), and
+// pending input and sightings (camera frames; an hour at most, since older
+// input is useless for live alerts).
+func (l Limits) WithRetention(retention, unmatched time.Duration) Limits {
+	l.AlertsMaxAge = retention
+	l.Retention = unmatched
+	l.DLQMaxAge = unmatched
+	l.IngestMaxAge = min(l.IngestMaxAge, unmatched)
+	return l
 }
 
 // Validate checks what the definitions rely on.

@@ -256,3 +256,34 @@ func TestSightingsOfSeveralFacesRoundTrip(t *testing.T) {
 		t.Fatalf("single-face sighting: %+v %v", single.All(), err)
 	}
 }
+
+// Every stream's MaxAge follows from the configured retentions: alerts keep
+// POI appearances for the retention; what can show anyone (samples, dead
+// letters, pending input) lasts the unmatched retention at most.
+func TestMaxAgeDerivedFromRetentions(t *testing.T) {
+	maxAge := func(l Limits) map[string]time.Duration {
+		out := map[string]time.Duration{}
+		for _, d := range Definitions(l) {
+			out[d.Name] = d.MaxAge
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		retention, unmatched time.Duration
+		want                 map[string]time.Duration
+	}{
+		{168 * time.Hour, 168 * time.Hour, map[string]time.Duration{
+			Alerts: 168 * time.Hour, DeadLetter: 168 * time.Hour, Samples: 168 * time.Hour, Ingest: time.Hour, Sightings: time.Hour, Audit: 365 * 24 * time.Hour, Control: 24 * time.Hour}},
+		{720 * time.Hour, 4 * time.Hour, map[string]time.Duration{
+			Alerts: 720 * time.Hour, DeadLetter: 4 * time.Hour, Samples: 4 * time.Hour, Ingest: time.Hour, Sightings: time.Hour}},
+		{48 * time.Hour, 30 * time.Minute, map[string]time.Duration{
+			Alerts: 48 * time.Hour, DeadLetter: 30 * time.Minute, Samples: 30 * time.Minute, Ingest: 30 * time.Minute, Sightings: 30 * time.Minute}},
+	} {
+		got := maxAge(DefaultLimits().WithRetention(tc.retention, tc.unmatched))
+		for name, want := range tc.want {
+			if got[name] != want {
+				t.Errorf("retention %s, unmatched %s: %s MaxAge %s, want %s", tc.retention, tc.unmatched, name, got[name], want)
+			}
+		}
+	}
+}

@@ -59,6 +59,10 @@ func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) 
 		"POI_FACE_MODEL_DIR="+testenv.ModelDir(t),
 		"POI_FACE_ORT_LIBRARY="+testenv.ORTLibrary(t),
 		"POI_AUTH_ENABLED=false",
+		// The fault tests replay frames in camera time up to two hours ago.
+		"POI_PIPELINE_MAX_CLOCK_SKEW=48h",
+		// The tests name their cameras as they go.
+		"POI_CAMERAS_ALLOW_UNKNOWN=true",
 	)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{}),

@@ -51,9 +51,59 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	Erasure    Erasure    `yaml:"erasure"`
 	Outbox     Outbox     `yaml:"outbox"`
-	// Cameras are named here when no SceneScape is configured; cameras
-	// seen on MQTT are listed too, named by their id.
-	Cameras []Camera `yaml:"cameras"`
+	// Cameras are the accepted camera ids and how long their state lasts.
+	Cameras Cameras `yaml:"cameras"`
+}
+
+// Cameras decides which camera ids the bridge accepts: those listed here,
+// those SceneScape lists when it is configured, and, with AllowUnknown, up
+// to MaxUnknown others at a time. Every camera id creates state, so ids
+// from the network are bounded.
+type Cameras struct {
+	// List names cameras (GET /cameras when no SceneScape is configured;
+	// cameras seen on MQTT are listed too, named by their id).
+	List []Camera `yaml:"list"`
+	// AllowUnknown accepts ids neither listed nor known to SceneScape.
+	AllowUnknown bool `yaml:"allow_unknown"`
+	// MaxUnknown bounds the unknown ids tracked at once (per bridge).
+	MaxUnknown int `yaml:"max_unknown"`
+	// IdleTTL: a camera silent this long is forgotten: an unknown id frees
+	// its place, camera:seen drops it, the tracker drops its state from
+	// memory.
+	IdleTTL time.Duration `yaml:"idle_ttl"`
+}
+
+// UnmarshalYAML also accepts the list of cameras alone, the form of this
+// key before it became a section ("cameras: [{id: c1}]").
+func (c *Cameras) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		return n.Decode(&c.List)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: cameras: want a mapping (list, allow_unknown, max_unknown, idle_ttl) or a list of cameras", n.Line)
+	}
+	known := map[string]bool{"list": true, "allow_unknown": true, "max_unknown": true, "idle_ttl": true}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !known[k.Value] {
+			return fmt.Errorf("line %d: field %s not found in type config.Cameras", k.Line, k.Value)
+		}
+	}
+	type plain Cameras // without this method
+	p := plain(*c)
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*c = Cameras(p)
+	return nil
+}
+
+// IDs are the configured camera ids.
+func (c Cameras) IDs() []string {
+	ids := make([]string, len(c.List))
+	for i, cam := range c.List {
+		ids[i] = cam.ID
+	}
+	return ids
 }
 
 // Index configures the all-detections index replicas.
@@ -114,8 +164,12 @@ func (c Log) Logger(w io.Writer) *slog.Logger {
 
 // API configures the REST server.
 type API struct {
-	Addr              string        `yaml:"addr"`
-	MaxImageBytes     int64         `yaml:"max_image_bytes"`
+	Addr          string `yaml:"addr"`
+	MaxImageBytes int64  `yaml:"max_image_bytes"`
+	// MaxJPEGScans bounds the scans (SOS markers) of any JPEG decoded,
+	// uploaded or from a camera: each scan of a progressive JPEG is a pass
+	// over the whole image.
+	MaxJPEGScans      int           `yaml:"max_jpeg_scans"`
 	MaxImages         int           `yaml:"max_images"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	DependencyTimeout time.Duration `yaml:"dependency_timeout"`
@@ -320,6 +374,11 @@ type Pipeline struct {
 	TrackSilence       time.Duration `yaml:"track_silence"`
 	AlertCooldown      time.Duration `yaml:"alert_cooldown"`
 	Retention          time.Duration `yaml:"retention"`
+	// UnmatchedRetention is how long what is kept about tracks that never
+	// matched a POI lasts (samples, vectors, track records, frames): a
+	// site can forget strangers in hours and keep POI appearances for the
+	// whole Retention. 0: equal to Retention.
+	UnmatchedRetention time.Duration `yaml:"unmatched_retention"`
 	MaxDeliver         int           `yaml:"max_deliver"`
 	// AlertConcurrency bounds the sightings a process checks at once.
 	AlertConcurrency int `yaml:"alert_concurrency"`
@@ -330,6 +389,9 @@ type Pipeline struct {
 	RetryFor time.Duration `yaml:"retry_for"`
 	// Tracker tunes how faces are linked into tracks.
 	Tracker Tracker `yaml:"tracker"`
+	// MaxClockSkew bounds how far a camera message's timestamp may be from
+	// the bridge's clock; further is rejected and counted.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 }
 
 // Tracker tunes the tracking stage's linking and sampling.
@@ -342,6 +404,14 @@ type Tracker struct {
 	BetterView float64 `yaml:"better_view"`
 	// LastFrameEvery bounds how often a track's last-seen frame is rewritten.
 	LastFrameEvery time.Duration `yaml:"last_frame_every"`
+}
+
+// Unmatched is the effective retention of unmatched tracks' data.
+func (p Pipeline) Unmatched() time.Duration {
+	if p.UnmatchedRetention == 0 {
+		return p.Retention
+	}
+	return p.UnmatchedRetention
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
@@ -465,6 +535,9 @@ func applyEnv(c *Config, environ []string) error {
 			continue
 		}
 		key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
+		if key == "cameras" {
+			key = "cameras_list" // the name of the list before cameras became a section
+		}
 		f, known := fields[key]
 		if !known {
 			if ignoredEnv(name) {
@@ -573,6 +646,9 @@ func (c Config) Validate() error {
 	}
 	if c.API.MaxImageBytes < 1024 {
 		bad("api.max_image_bytes", "must be at least 1024, got %d", c.API.MaxImageBytes)
+	}
+	if c.API.MaxJPEGScans < 1 {
+		bad("api.max_jpeg_scans", "must be at least 1, got %d", c.API.MaxJPEGScans)
 	}
 	if c.API.MaxImages < 1 || c.API.MaxImages > 20 {
 		bad("api.max_images", "must be in 1..20, got %d", c.API.MaxImages)
@@ -717,6 +793,7 @@ func (c Config) Validate() error {
 		{"pipeline.track_silence", c.Pipeline.TrackSilence},
 		{"pipeline.alert_cooldown", c.Pipeline.AlertCooldown},
 		{"pipeline.retention", c.Pipeline.Retention},
+		{"pipeline.max_clock_skew", c.Pipeline.MaxClockSkew},
 		{"erasure.tombstone_ttl", c.Erasure.TombstoneTTL},
 		{"erasure.replica_wait", c.Erasure.ReplicaWait},
 		{"outbox.relay_interval", c.Outbox.RelayInterval},
@@ -740,10 +817,19 @@ func (c Config) Validate() error {
 	if c.SceneScape.Timeout <= 0 {
 		bad("scenescape.timeout", "must be positive")
 	}
-	for i, cam := range c.Cameras {
+	for i, cam := range c.Cameras.List {
 		if cam.ID == "" {
-			bad(fmt.Sprintf("cameras[%d].id", i), "must not be empty")
+			bad(fmt.Sprintf("cameras.list[%d].id", i), "must not be empty")
 		}
+	}
+	if c.Cameras.MaxUnknown < 1 {
+		bad("cameras.max_unknown", "must be at least 1, got %d", c.Cameras.MaxUnknown)
+	}
+	if c.Cameras.IdleTTL < time.Minute {
+		bad("cameras.idle_ttl", "must be at least 1m, got %s", c.Cameras.IdleTTL)
+	}
+	if u := c.Pipeline.UnmatchedRetention; u < 0 || u > c.Pipeline.Retention || (u > 0 && u < time.Minute) {
+		bad("pipeline.unmatched_retention", "must be 0 (equal to pipeline.retention) or 1m..pipeline.retention (%s), got %s", c.Pipeline.Retention, u)
 	}
 	if c.Pipeline.MaxDeliver < 1 {
 		bad("pipeline.max_deliver", "must be at least 1, got %d", c.Pipeline.MaxDeliver)

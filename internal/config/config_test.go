@@ -78,6 +78,12 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"unknown key", "api:\n  adr: 1\n", nil, "adr"},
 		{"bad duration", "shutdown_timeout: soon\n", nil, "shutdown_timeout"},
 		{"log level", "log:\n  level: loud\n", nil, "log.level"},
+		{"unknown cameras key", "cameras:\n  allow_unknwon: true\n", nil, "allow_unknwon"},
+		{"camera without id", "cameras:\n  list: [{name: Door}]\n", nil, "cameras.list[0].id"},
+		{"camera cap", "", []string{"POI_CAMERAS_MAX_UNKNOWN=0"}, "cameras.max_unknown"},
+		{"clock skew", "", []string{"POI_PIPELINE_MAX_CLOCK_SKEW=0s"}, "pipeline.max_clock_skew"},
+		{"jpeg scans", "", []string{"POI_API_MAX_JPEG_SCANS=0"}, "api.max_jpeg_scans"},
+		{"unmatched above retention", "", []string{"POI_PIPELINE_UNMATCHED_RETENTION=200h"}, "pipeline.unmatched_retention"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,5 +117,60 @@ func TestThresholdDefaultsAreTheCalibratedOnes(t *testing.T) {
 	}
 	if c.Face.DetectThreshold != float64(face.DefaultScoreThreshold) {
 		t.Fatalf("detect threshold %v, engine default %v", c.Face.DetectThreshold, face.DefaultScoreThreshold)
+	}
+}
+
+// The cameras section, and the list of cameras it replaced (in a file and
+// as POI_CAMERAS), both still load.
+func TestCamerasSection(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cameras.AllowUnknown || len(c.Cameras.List) != 0 || c.Cameras.MaxUnknown != 1000 || c.Cameras.IdleTTL != 24*time.Hour {
+		t.Fatalf("camera defaults %+v", c.Cameras)
+	}
+	dir := t.TempDir()
+	for name, file := range map[string]string{
+		"section": "cameras:\n  list: [{id: c1, name: Door}]\n  allow_unknown: true\n  max_unknown: 7\n",
+		"legacy":  "cameras: [{id: c1, name: Door}]\n",
+	} {
+		p := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(p, []byte(file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(c.Cameras.List) != 1 || c.Cameras.List[0] != (Camera{ID: "c1", Name: "Door"}) || c.Cameras.IDs()[0] != "c1" {
+			t.Fatalf("%s: %+v", name, c.Cameras)
+		}
+		if name == "section" && (!c.Cameras.AllowUnknown || c.Cameras.MaxUnknown != 7 || c.Cameras.IdleTTL != 24*time.Hour) {
+			t.Fatalf("section: %+v", c.Cameras)
+		}
+	}
+	for _, env := range []string{"POI_CAMERAS", "POI_CAMERAS_LIST"} {
+		c, err := Load("", []string{env + `=[{"id":"c2","name":"Dock"}]`, "POI_CAMERAS_ALLOW_UNKNOWN=true"})
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		if len(c.Cameras.List) != 1 || c.Cameras.List[0].ID != "c2" || !c.Cameras.AllowUnknown {
+			t.Fatalf("%s: %+v", env, c.Cameras)
+		}
+	}
+}
+
+func TestUnmatchedRetentionDefaultsToRetention(t *testing.T) {
+	c, err := Load("", []string{"POI_PIPELINE_RETENTION=720h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pipeline.Unmatched() != 720*time.Hour {
+		t.Fatalf("unmatched retention %s, want the retention", c.Pipeline.Unmatched())
+	}
+	c, err = Load("", []string{"POI_PIPELINE_RETENTION=720h", "POI_PIPELINE_UNMATCHED_RETENTION=4h"})
+	if err != nil || c.Pipeline.Unmatched() != 4*time.Hour {
+		t.Fatalf("unmatched retention %s, %v", c.Pipeline.Unmatched(), err)
 	}
 }

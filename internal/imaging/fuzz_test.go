@@ -23,6 +23,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(webpLossless)
 	f.Add(webpLossy)
 	f.Add(testenv.ReadPhoto(f, "bill-murray-snl_crop.jpg"))
+	f.Add(progressiveCMYK(3))
+	f.Add(riffWebP(vp8x(1, 1), append([]byte("VP8L\x2f"), 0xff, 0xff, 0xff, 0x0f, 0)))
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xD9})
 	f.Add([]byte("hello"))
 	f.Add([]byte{})
 

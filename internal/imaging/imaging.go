@@ -36,26 +36,34 @@ var (
 	// ErrCorrupt: the content claims a supported format but is truncated or
 	// malformed.
 	ErrCorrupt = errors.New("corrupt image")
+	// ErrTooManyScans: a JPEG has more scans (SOS markers) than
+	// Limits.MaxScans; each scan of a progressive JPEG is a pass over the
+	// whole image, a CPU bomb in a small file.
+	ErrTooManyScans = errors.New("jpeg has too many scans")
 )
 
 // Default limits: DefaultMaxBytes matches the upload limit of the API (10 MB
 // per image); DefaultMaxPixels (40 MP, 160 MB once decoded to RGBA) is above
-// any phone camera yet stops decompression bombs.
+// any phone camera yet stops decompression bombs. DefaultMaxScans is far
+// above the 10 or so scans of a progressive JPEG from an encoder, and below
+// libjpeg-turbo's own 500.
 const (
 	DefaultMaxBytes  = 10 << 20
 	DefaultMaxPixels = 40_000_000
+	DefaultMaxScans  = 100
 )
 
 // Limits bound the work and memory one decode may use. A zero field means
 // the default; there is deliberately no "unlimited".
 type Limits struct {
 	MaxBytes  int64 // size of the encoded input
-	MaxPixels int64 // width*height announced by the header
+	MaxPixels int64 // width*height announced by the header (WebP: of the frame and of the canvas)
+	MaxScans  int   // SOS markers of a JPEG
 }
 
 // DefaultLimits returns the limits used when a field of Limits is zero.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxScans: DefaultMaxScans}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -64,6 +72,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxPixels <= 0 {
 		l.MaxPixels = DefaultMaxPixels
+	}
+	if l.MaxScans <= 0 {
+		l.MaxScans = DefaultMaxScans
 	}
 	return l
 }
@@ -140,6 +151,16 @@ func readHeader(data []byte, lim Limits) (header, error) {
 	h := header{format: f, orientation: 1}
 	switch f {
 	case JPEG:
+		// Walked before libjpeg sees it: a file without a frame header is
+		// refused with a reason, and the scan count bounds the CPU of
+		// both decoders (Go's, for CMYK, has no limit of its own).
+		js := walkJPEG(data, lim.MaxScans)
+		if js.scans > lim.MaxScans {
+			return header{}, fmt.Errorf("%w: more than %d scans (SOS markers), limit %d", ErrTooManyScans, lim.MaxScans, lim.MaxScans)
+		}
+		if !js.frame {
+			return header{}, fmt.Errorf("%w: jpeg of %d bytes has no frame header (SOF marker)", ErrCorrupt, len(data))
+		}
 		var cmyk bool
 		h.width, h.height, cmyk, err = turboHeader(data)
 		if err != nil {
@@ -154,6 +175,19 @@ func readHeader(data []byte, lim Limits) (header, error) {
 			return header{}, err
 		}
 		h.width, h.height = cfg.Width, cfg.Height
+		if f == WebP {
+			// The decoder allocates for the frame, whatever the canvas.
+			fw, fh, err := webpFrame(data)
+			if err != nil {
+				return header{}, err
+			}
+			if px := int64(fw) * int64(fh); px > lim.MaxPixels {
+				return header{}, fmt.Errorf("%w: webp frame %dx%d = %d pixels (canvas %dx%d), limit %d", ErrTooManyPixels, fw, fh, px, h.width, h.height, lim.MaxPixels)
+			}
+			if fw != h.width || fh != h.height {
+				return header{}, fmt.Errorf("%w: webp canvas %dx%d but frame %dx%d", ErrCorrupt, h.width, h.height, fw, fh)
+			}
+		}
 	}
 	if h.width <= 0 || h.height <= 0 {
 		return header{}, fmt.Errorf("%w: %s header gives %dx%d pixels", ErrCorrupt, f, h.width, h.height)

@@ -447,3 +447,153 @@ func TestExtraneousBytesAccepted(t *testing.T) {
 	}
 	checkCorners(t, img, [4]color.RGBA{{255, 0, 0, 255}, {0, 255, 0, 255}, {0, 0, 255, 255}, {255, 255, 255, 255}})
 }
+
+// riffWebP wraps chunks (FourCC + payload) into a WebP file.
+func riffWebP(chunks ...[]byte) []byte {
+	var body []byte
+	body = append(body, "WEBP"...)
+	for _, c := range chunks {
+		body = append(body, c[:4]...)
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(c)-4))
+		body = append(body, c[4:]...)
+		if len(c)%2 == 1 {
+			body = append(body, 0)
+		}
+	}
+	out := append([]byte("RIFF"), binary.LittleEndian.AppendUint32(nil, uint32(len(body)))...)
+	return append(out, body...)
+}
+
+// vp8x is a VP8X chunk announcing a w x h canvas.
+func vp8x(w, h int) []byte {
+	c := append([]byte("VP8X"), 0, 0, 0, 0)
+	c = append(c, byte(w-1), byte((w-1)>>8), byte((w-1)>>16))
+	return append(c, byte(h-1), byte((h-1)>>8), byte((h-1)>>16))
+}
+
+// A 1x1 canvas in front of a 16384x16384 lossless frame (or a 16383x16383
+// lossy one): the decoder would allocate for the frame, gigabytes from a
+// file of a few dozen bytes. The frame is what the limit must see.
+func TestWebPCanvasFrameMismatch(t *testing.T) {
+	bits := uint32(16383) | uint32(16383)<<14 // width-1, height-1
+	lossless := append([]byte("VP8L\x2f"), binary.LittleEndian.AppendUint32(nil, bits)...)
+	lossless = append(lossless, make([]byte, 16)...)
+	lossy := append([]byte("VP8 "), 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a)
+	lossy = binary.LittleEndian.AppendUint16(lossy, 16383)
+	lossy = binary.LittleEndian.AppendUint16(lossy, 16383)
+	lossy = append(lossy, make([]byte, 16)...)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		msg  string
+	}{
+		{"lossless", riffWebP(vp8x(1, 1), lossless), "webp frame 16384x16384 = 268435456 pixels (canvas 1x1), limit 40000000"},
+		{"lossy", riffWebP(vp8x(1, 1), lossy), "webp frame 16383x16383 = 268402689 pixels (canvas 1x1), limit 40000000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.data) > 100 {
+				t.Fatalf("the bomb is %d bytes", len(tc.data))
+			}
+			for name, decode := range map[string]func([]byte) error{
+				"config": func(b []byte) error { _, err := DecodeConfig(b, Limits{}); return err },
+				"decode": func(b []byte) error { _, err := Decode(b, Limits{}); return err },
+			} {
+				err := decode(tc.data)
+				if !errors.Is(err, ErrTooManyPixels) || !strings.Contains(err.Error(), tc.msg) {
+					t.Fatalf("%s: got %v, want %v naming %q", name, err, ErrTooManyPixels, tc.msg)
+				}
+			}
+		})
+	}
+	// Within the pixel limit, a frame that does not fill its canvas is
+	// still refused: the canvas is what every caller was told.
+	small := append([]byte("VP8L\x2f"), binary.LittleEndian.AppendUint32(nil, uint32(63)|uint32(63)<<14)...)
+	small = append(small, make([]byte, 16)...)
+	if _, err := DecodeConfig(riffWebP(vp8x(1, 1), small), Limits{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "canvas 1x1 but frame 64x64") {
+		t.Fatalf("64x64 frame on a 1x1 canvas: %v", err)
+	}
+	// The real 1x1 files still decode (TestDecodeFormats); so does a VP8X
+	// file whose frame matches its canvas.
+	plain, err := base64.StdEncoding.DecodeString("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withX := riffWebP(vp8x(1, 1), append(append([]byte{}, plain[12:16]...), plain[20:]...))
+	if img, err := Decode(withX, Limits{}); err != nil || img.Rect.Dx() != 1 {
+		t.Fatalf("VP8X 1x1 + VP8L 1x1: %v", err)
+	}
+}
+
+// progressiveCMYK builds a progressive (SOF2) four-component JPEG of 64x64
+// with the given number of scans, each a minimal SOS segment followed by one
+// byte of entropy-coded data. Go's decoder, which handles CMYK, would run a
+// pass over the image for each.
+func progressiveCMYK(scans int) []byte {
+	b := []byte{0xFF, 0xD8}
+	// Adobe APP14, transform 0: CMYK.
+	b = append(b, 0xFF, 0xEE, 0, 14)
+	b = append(b, "Adobe"...)
+	b = append(b, 0, 100, 0, 0, 0, 0, 0)
+	b = append(b, 0xFF, 0xC2, 0, 20, 8, 0, 64, 0, 64, 4)
+	for id := byte(1); id <= 4; id++ {
+		b = append(b, id, 0x11, 0)
+	}
+	for i := range scans {
+		id := byte(i%4 + 1)
+		b = append(b, 0xFF, 0xDA, 0, 8, 1, id, 0x00, 0, 0, 0x00, 0x55)
+	}
+	return append(b, 0xFF, 0xD9)
+}
+
+func TestJPEGScanLimit(t *testing.T) {
+	bomb := progressiveCMYK(2000)
+	for name, decode := range map[string]func([]byte) error{
+		"config": func(b []byte) error { _, err := DecodeConfig(b, Limits{}); return err },
+		"decode": func(b []byte) error { _, err := Decode(b, Limits{}); return err },
+		"scaled": func(b []byte) error { _, _, err := DecodeForSize(b, Limits{}, 8, 8); return err },
+	} {
+		err := decode(bomb)
+		if !errors.Is(err, ErrTooManyScans) || !strings.Contains(err.Error(), "more than 100 scans (SOS markers), limit 100") {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if got := walkJPEG(bomb, 5000); got.scans != 2000 || !got.frame {
+		t.Fatalf("walk counted %+v, want 2000 scans and a frame", got)
+	}
+	// The limit is configurable and exact: 10 scans pass a limit of 10 (the
+	// file then goes to the decoder, which may still find it corrupt).
+	if _, err := DecodeConfig(progressiveCMYK(10), Limits{MaxScans: 10}); errors.Is(err, ErrTooManyScans) {
+		t.Fatalf("10 scans at limit 10: %v", err)
+	}
+	if _, err := DecodeConfig(progressiveCMYK(11), Limits{MaxScans: 10}); !errors.Is(err, ErrTooManyScans) {
+		t.Fatalf("11 scans at limit 10: %v", err)
+	}
+	// Real photos: a baseline JPEG has one scan (stuffed zeros in its
+	// entropy-coded data are not markers); the Franck frames are
+	// progressive with 7, decoded at a limit of 7 and refused at 6.
+	if got := walkJPEG(testenv.ReadPhoto(t, "faces.jpg"), 100); got.scans != 1 || !got.frame {
+		t.Fatalf("faces.jpg: %+v", got)
+	}
+	progressive := testenv.ReadPhoto(t, "franck_01829.jpg")
+	if got := walkJPEG(progressive, 100); got.scans != 7 || !got.frame {
+		t.Fatalf("franck_01829.jpg: %+v", got)
+	}
+	if img, err := Decode(progressive, Limits{MaxScans: 7}); err != nil || img.Rect.Dx() != 720 {
+		t.Fatalf("progressive photo at its scan count: %v", err)
+	}
+	if _, err := Decode(progressive, Limits{MaxScans: 6}); !errors.Is(err, ErrTooManyScans) {
+		t.Fatalf("progressive photo over the limit: %v", err)
+	}
+}
+
+func TestFourByteJPEG(t *testing.T) {
+	for _, data := range [][]byte{{0xFF, 0xD8, 0xFF, 0xD9}, {0xFF, 0xD8, 0xFF, 0xE0}} {
+		_, err := Decode(data, Limits{})
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "jpeg of 4 bytes has no frame header (SOF marker)") {
+			t.Fatalf("% x: %v", data, err)
+		}
+		if _, err := DecodeConfig(data, Limits{}); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("config % x: %v", data, err)
+		}
+	}
+}

@@ -195,8 +195,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.js = js
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	limits := streams.DefaultLimits()
-	limits.Retention = n.cfg.Pipeline.Retention
+	limits := streams.DefaultLimits().WithRetention(n.cfg.Pipeline.Retention, n.cfg.Pipeline.Unmatched())
 	limits.AuditRetention = n.cfg.Audit.Retention
 	pt := n.cfg.Partitions
 	limits.Partitions, limits.PartitionAckWait, limits.PinnedTTL, limits.MemberTTL = pt.Count, pt.AckWait, pt.PinnedTTL, pt.MemberTTL

@@ -9,12 +9,14 @@ import (
 
 	"poi/api"
 	"poi/bridge"
+	"poi/internal/camgate"
 	"poi/internal/config"
 	"poi/internal/erasure"
 	"poi/internal/face"
 	"poi/internal/imaging"
 	"poi/internal/outbox"
 	"poi/internal/replica"
+	"poi/internal/scenescape"
 	"poi/internal/vectorindex"
 	"poi/streams"
 	"poi/workers/alert"
@@ -32,7 +34,29 @@ func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
 
 // ImageLimits bounds the images the service decodes.
 func ImageLimits(cfg config.Config) imaging.Limits {
-	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels}
+	return imaging.Limits{MaxBytes: cfg.API.MaxImageBytes, MaxPixels: imaging.DefaultLimits().MaxPixels, MaxScans: cfg.API.MaxJPEGScans}
+}
+
+// CameraGate is the camera-id policy the cameras.* settings describe, with
+// SceneScape's camera list when scenescape.url is set.
+func CameraGate(cfg config.Config) *camgate.Gate {
+	gc := camgate.Config{Known: cfg.Cameras.IDs(), AllowUnknown: cfg.Cameras.AllowUnknown,
+		MaxUnknown: cfg.Cameras.MaxUnknown, IdleTTL: cfg.Cameras.IdleTTL}
+	if cfg.SceneScape.URL != "" {
+		ss := scenescape.New(cfg.SceneScape)
+		gc.List = func(ctx context.Context) ([]string, error) {
+			cams, err := ss.Cameras(ctx)
+			if err != nil {
+				return nil, err
+			}
+			ids := make([]string, len(cams))
+			for i, c := range cams {
+				ids[i] = c.ID
+			}
+			return ids, nil
+		}
+	}
+	return camgate.New(gc)
 }
 
 // ErasureConfig is the purge the erasure.* settings describe (the API's
@@ -123,8 +147,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 		pt := n.cfg.Partitions
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
-			Retention: p.Retention, MinIoU: p.Tracker.MinIoU, Continuity: n.cfg.Face.MatchThreshold, BetterView: p.Tracker.BetterView, LastFrameEvery: p.Tracker.LastFrameEvery,
-			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count,
+			Retention: p.Unmatched(), MinIoU: p.Tracker.MinIoU, Continuity: n.cfg.Face.MatchThreshold, BetterView: p.Tracker.BetterView, LastFrameEvery: p.Tracker.LastFrameEvery,
+			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count, IdleTTL: n.cfg.Cameras.IdleTTL,
 		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
 		g := partition.New(partition.Config{
 			Stage: "index", Stream: streams.Ingest, Consumer: streams.IndexConsumer, Partitions: pt.Count,
@@ -150,6 +174,9 @@ func (n *Node) startRoles(ctx context.Context) error {
 	if n.roles.Bridge {
 		bc := bridge.DefaultConfig()
 		bc.QueueSize, bc.PublishTimeout = n.cfg.Bridge.QueueSize, n.cfg.Bridge.PublishTimeout
+		bc.MaxClockSkew = p.MaxClockSkew
+		bc.Cameras = CameraGate(n.cfg)
+		bc.SeenTTL = n.cfg.Cameras.IdleTTL
 		b := bridge.New(bc, n.mqtt, n.js, n.store, n.metrics, n.log)
 		if err := b.Subscribe(ctx); err != nil {
 			return err
@@ -170,7 +197,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		det, err := replica.NewDetections(replica.DetectionConfig{
 			// One build thread: compaction runs beside inference.
 			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors, BuildThreads: 1},
-			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Retention, SnapshotEvery: n.cfg.Index.SnapshotEvery,
+			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Unmatched(), SnapshotEvery: n.cfg.Index.SnapshotEvery,
 		}, n.js, n.log)
 		if err != nil {
 			return err

@@ -162,3 +162,37 @@ func TestPOIReplicasFollowControlEvents(t *testing.T) {
 	wait(early, 0)
 	wait(late, 0)
 }
+
+// The all-detections replica keeps the samples of the unmatched retention
+// only (the node gives it pipeline.unmatched_retention): 300 samples one
+// minute apart, a two-hour retention, 120 vectors.
+func TestDetectionReplicaHonoursTheUnmatchedRetention(t *testing.T) {
+	_, js := testenv.NATS(t)
+	if err := streams.Declare(context.Background(), js, streams.DefaultLimits(), 3, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	publishSamples(t, js, 0, 300)
+	d, err := NewDetections(DetectionConfig{Index: vectorindex.DetectionConfig{Model: model}, Dir: filepath.Join(t.TempDir(), "detections"), Retention: 2 * time.Hour, SnapshotEvery: time.Hour},
+		js, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := d.CatchUp(wctx); err != nil {
+		t.Fatal(err)
+	}
+	// Samples 0..119 minutes old are kept; the one of exactly 120 minutes
+	// is at the edge and older ones are not.
+	if n := d.Index().Count(); n < 119 || n > 120 {
+		t.Fatalf("%d vectors within a 2h retention, want 120", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

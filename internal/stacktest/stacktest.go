@@ -78,6 +78,10 @@ func Env(t testing.TB, redisURL, dataDir string) []string {
 		"POI_FACE_MODEL_DIR=" + testenv.ModelDir(t),
 		"POI_FACE_ORT_LIBRARY=" + testenv.ORTLibrary(t),
 		"POI_SHUTDOWN_TIMEOUT=10s",
+		// Tests replay frames in camera time up to a few hours ago.
+		"POI_PIPELINE_MAX_CLOCK_SKEW=48h",
+		// Tests name their cameras as they go.
+		"POI_CAMERAS_ALLOW_UNKNOWN=true",
 	}
 }
 

@@ -8,22 +8,23 @@ package store
 //	poi:{poi}:refs                  HASH embedding_id -> float32 LE vec  owner: enrol  TTL: none
 //	poi:{poi}:photo:{embedding_id}  STRING reference face JPEG           owner: enrol  TTL: none
 //	poi:{poi}:matches               STRING count of alerts for the POI   owner: alert  TTL: none
-//	poi:{poi}:appearances           ZSET track_id by best match time     owner: alert  TTL: retention
+//	poi:{poi}:appearances           ZSET track_id by best match time     owner: alert  TTL: retention; entries older than retention trimmed at each write
 //	poi:{poi}:appearance:{track}    HASH similarity, best_match_time     owner: alert  TTL: retention
 //	alerts:recent                   LIST alert JSON, newest first        owner: alert  TTL: none, trimmed
 //	alert:{alert_id}                STRING alert JSON                    owner: alert  TTL: retention
 //	alert:dedup:{track}:{poi}       STRING marker                        owner: alert  TTL: retention
 //	alertsent:{alert_id}            STRING marker: sent on MQTT          owner: alert  TTL: retention
 //	alert:cooldown:{poi}:{camera}   STRING marker                        owner: alert  TTL: cooldown
-//	track:state:{camera}            STRING tracker state JSON (open tracks, last applied sequence) owner: index TTL: retention
-//	track:version:{camera}          STRING commits of the tracker state (compare-and-set) owner: index TTL: retention
+//	track:state:{camera}            STRING tracker state JSON (open tracks, last applied sequence) owner: index TTL: unmatched retention
+//	track:version:{camera}          STRING commits of the tracker state (compare-and-set) owner: index TTL: unmatched retention
 //	zone:open:{object}:{region}     STRING pending zone entry JSON       owner: zones  TTL: retention
-//	track:{track}                   HASH track record                    owner: index  TTL: retention
+//	track:{track}                   HASH track record                    owner: index  TTL: unmatched retention; retention once it matched a POI (*)
 //	track:{track}:zones             LIST zone appearance JSON            owner: zones  TTL: retention
-//	detection:{id}                  HASH sample -> track, time, bbox     owner: index  TTL: retention
-//	camera:seen                     HASH camera_id -> last seen (RFC3339) owner: bridge TTL: none
+//	detection:{id}                  HASH sample -> track, time, bbox     owner: index  TTL: unmatched retention
+//	camera:lastseen                 ZSET camera_id by last seen (unix ms) owner: bridge TTL: cameras.idle_ttl (entries too), at most the admitted cameras
+//	                                (replaces camera:seen, a HASH without TTL: delete it after upgrading)
 //	camera:latest:{camera}          STRING latest frame JPEG             owner: frames TTL: 60s
-//	thumb:{track}                   STRING face thumbnail JPEG           owner: index  TTL: retention
+//	thumb:{track}                   STRING face thumbnail JPEG           owner: index  TTL: unmatched retention (*)
 //	apikey:{key_id}                 HASH API key record (name, role, SHA-256 of the key, times) owner: api, poi keys  TTL: none (revoked keys stay listed)
 //	apikey:ids                      ZSET key_id by created_at (unix ms)  owner: api, poi keys  TTL: none
 //	apikey:names                    HASH name -> key_id of keys not revoked (names are unique among them) owner: api, poi keys TTL: none
@@ -32,14 +33,19 @@ package store
 //	erase:pending                   ZSET poi_id by erase time: purges not yet finished owner: erase TTL: none (entries cleared once purged)
 //	erase:tombstone:{sha256(poi)}   STRING "purging" or "purged"         owner: erase  TTL: erasure.tombstone_ttl
 //
+// (*) "unmatched retention" is pipeline.unmatched_retention (by default the
+// retention). RecordAppearance extends a matched track's record, thumbnail
+// and frames to the retention; the tracker's writes only ever lengthen a
+// TTL (EXPIRE NX, then GT), so they do not shorten it again.
+//
 // A tombstone is named by a hash of the POI id, not the id: it must outlive
 // the purge (it stops racing writers from recreating the POI's keys), yet
 // once the purge is done no key may name the POI.
 //
 // Frame namespace: the only keys GET /api/v1/frames/{encoded_key} serves.
 //
-//	track:frame:{track}:{entry|last}     STRING JPEG  owner: index  TTL: retention
-//	detection:exit_frame:{track}         STRING JPEG  owner: index  TTL: retention
+//	track:frame:{track}:{entry|last}     STRING JPEG  owner: index  TTL: unmatched retention (*)
+//	detection:exit_frame:{track}         STRING JPEG  owner: index  TTL: unmatched retention (*)
 //	detection:frame:{id}                 STRING JPEG  owner: index  TTL: retention
 //	zone:frame:{track}:{zone}:{entry ms}:{entry|exit} STRING JPEG owner: zones TTL: retention
 
@@ -133,8 +139,8 @@ func (k Keys) TrackZones(track string) string { return k.k("track", track, "zone
 // Detection is one sample of the all-detections index.
 func (k Keys) Detection(id string) string { return k.k("detection", id) }
 
-// CamerasSeen maps camera ids seen on MQTT to when.
-func (k Keys) CamerasSeen() string { return k.k("camera", "seen") }
+// CamerasSeen holds the camera ids seen on MQTT by when.
+func (k Keys) CamerasSeen() string { return k.k("camera", "lastseen") }
 
 // CameraLatest is a camera's most recent frame.
 func (k Keys) CameraLatest(camera string) string { return k.k("camera", "latest", camera) }

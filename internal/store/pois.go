@@ -209,14 +209,19 @@ type Appearance struct {
 	BestTime   time.Time
 }
 
-// RecordAppearance keeps the best similarity of a POI on a track. It writes
+// RecordAppearance keeps the best similarity of a POI on a track, trims
+// the POI's appearances older than ttl before this one, and extends the
+// track's record, thumbnail and frames (written with the unmatched
+// retention) to ttl: a track that matched is kept as long as the POI's
+// appearances are. It writes
 // nothing for an erased POI (ErrErased): an alert worker that looked the POI
 // up just before its erasure must not recreate what the purge removed.
 func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, ttl time.Duration) error {
 	k := s.keys
-	n, err := s.appearanceScript.Run(ctx, s.rdb, []string{k.POIAppearance(poi, a.TrackID), k.POIAppearances(poi), k.Tombstone(poi)},
+	n, err := s.appearanceScript.Run(ctx, s.rdb, []string{k.POIAppearance(poi, a.TrackID), k.POIAppearances(poi), k.Tombstone(poi),
+		k.Track(a.TrackID), k.Thumbnail(a.TrackID), k.TrackFrame(a.TrackID, "entry"), k.TrackFrame(a.TrackID, "last"), k.TrackExitFrame(a.TrackID)},
 		strconv.FormatFloat(a.Similarity, 'f', 6, 64), a.BestTime.UTC().Format(time.RFC3339Nano),
-		a.BestTime.UnixMilli(), a.TrackID, int64(ttl/time.Second)).Int()
+		a.BestTime.UnixMilli(), a.TrackID, int64(ttl/time.Second), a.BestTime.Add(-ttl).UnixMilli()).Int()
 	if err != nil {
 		return fmt.Errorf("record appearance %s on %s: %w", poi, a.TrackID, err)
 	}
@@ -229,8 +234,9 @@ func (s *Store) RecordAppearance(ctx context.Context, poi string, a Appearance, 
 // appearanceLua keeps a track's best similarity for a POI in one step on
 // the server: sightings of one track race each other on every alert
 // worker, and an optimistic transaction made them retry each other.
-// KEYS: appearance hash, appearances zset, tombstone. ARGV: similarity,
-// best time, best time (ms), track, ttl (s).
+// KEYS: appearance hash, appearances zset, tombstone, then the track's
+// record, thumbnail, entry, last and exit frames. ARGV: similarity, best
+// time, best time (ms), track, ttl (s), trim before (ms).
 const appearanceLua = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 local prev = redis.call('HGET', KEYS[1], 'similarity')
@@ -238,8 +244,12 @@ if not prev or tonumber(ARGV[1]) > tonumber(prev) then
   redis.call('HSET', KEYS[1], 'similarity', ARGV[1], 'best_match_time', ARGV[2])
 end
 redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+for i = 4, 8 do
+  redis.call('EXPIRE', KEYS[i], ARGV[5], 'GT')
+end
 return 1
 `
 

@@ -132,6 +132,21 @@ func (s *Store) CommitTracking(ctx context.Context, camera string, version int64
 	return nil
 }
 
+// atLeast gives key a TTL of ttl unless it already has a longer one. A
+// track's keys are written with the unmatched retention; a match with a
+// POI extends them to the full retention (RecordAppearance), and the
+// tracker's later writes of the track must not shorten them again.
+func atLeast(ctx context.Context, tx redis.Pipeliner, key string, ttl time.Duration) {
+	tx.ExpireNX(ctx, key, ttl) // a new key has no TTL yet
+	tx.ExpireGT(ctx, key, ttl)
+}
+
+// setAtLeast writes a string keeping the TTL it has, then applies atLeast.
+func setAtLeast(ctx context.Context, tx redis.Pipeliner, key string, v []byte, ttl time.Duration) {
+	tx.SetArgs(ctx, key, v, redis.SetArgs{KeepTTL: true})
+	atLeast(ctx, tx, key, ttl)
+}
+
 func (s *Store) writeTracking(ctx context.Context, tx redis.Pipeliner, camera string, version int64, state []byte, updates []TrackUpdate, samples []Sample, ttl time.Duration) {
 	k := s.keys
 	for _, u := range updates {
@@ -142,19 +157,20 @@ func (s *Store) writeTracking(ctx context.Context, tx redis.Pipeliner, camera st
 			"entry": fmtTime(t.Entry), "last_seen": fmtTime(t.LastSeen), "exit": fmtTime(t.Exit),
 			"bbox": string(box), "samples": t.Samples, "frames": t.Frames,
 		})
-		tx.Expire(ctx, k.Track(t.ID), ttl)
+		atLeast(ctx, tx, k.Track(t.ID), ttl)
 		if u.EntryFrame != nil {
-			tx.Set(ctx, k.TrackFrame(t.ID, "entry"), u.EntryFrame, ttl)
+			setAtLeast(ctx, tx, k.TrackFrame(t.ID, "entry"), u.EntryFrame, ttl)
 		}
 		if u.LastFrame != nil {
-			tx.Set(ctx, k.TrackFrame(t.ID, "last"), u.LastFrame, ttl)
+			setAtLeast(ctx, tx, k.TrackFrame(t.ID, "last"), u.LastFrame, ttl)
 		}
 		if u.Exited {
+			// COPY carries the last frame's TTL over.
 			tx.Copy(ctx, k.TrackFrame(t.ID, "last"), k.TrackExitFrame(t.ID), 0, true)
-			tx.Expire(ctx, k.TrackExitFrame(t.ID), ttl)
+			atLeast(ctx, tx, k.TrackExitFrame(t.ID), ttl)
 		}
 		if u.Thumb != nil {
-			tx.Set(ctx, k.Thumbnail(t.ID), u.Thumb, ttl)
+			setAtLeast(ctx, tx, k.Thumbnail(t.ID), u.Thumb, ttl)
 		}
 	}
 	for _, sm := range samples {

@@ -49,7 +49,9 @@ type Config struct {
 	Silence        time.Duration // a track exits after this long unseen
 	SampleInterval time.Duration // spacing of samples and embedding refreshes
 	MaxSamples     int           // samples per track in the all-detections index
-	Retention      time.Duration
+	// Retention is the TTL of what the tracker writes: the unmatched
+	// retention (a match with a POI extends a track's keys; store.RecordAppearance).
+	Retention time.Duration
 	// MinIoU links a face to the track whose last box overlaps it most.
 	MinIoU float64
 	// Continuity links a face that moved too far for IoU to a track whose
@@ -64,6 +66,10 @@ type Config struct {
 	DetectConcurrency int
 	// Partitions is the partition count (to find a partition's cameras).
 	Partitions int
+	// IdleTTL: the state of a camera without open tracks that sent nothing
+	// for this long is dropped from memory (Redis keeps it, with its TTL),
+	// so the map of cameras stays bounded by the recently active ones.
+	IdleTTL time.Duration
 }
 
 // Embedder asks the face services (the embedding or the detection service
@@ -132,6 +138,13 @@ func (s *Stage) Acquired(ctx context.Context, p int) {
 		c.open = len(c.st.Tracks) > 0
 		s.mu.Unlock()
 	}
+}
+
+// Cameras is how many cameras' state this process holds in memory.
+func (s *Stage) Cameras() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.cams)
 }
 
 // Released forgets partition p's cameras: the next owner reloads them from
@@ -623,6 +636,9 @@ func (s *Stage) RunTicker(ctx context.Context, consumer func(p int) string) erro
 		for id, c := range s.cams {
 			if c.open && c.st != nil && time.Since(c.wall) > s.cfg.Silence {
 				due[c.partition] = append(due[c.partition], id)
+			}
+			if !c.open && s.cfg.IdleTTL > 0 && time.Since(c.wall) > s.cfg.IdleTTL {
+				delete(s.cams, id)
 			}
 		}
 		s.mu.Unlock()

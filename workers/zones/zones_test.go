@@ -304,7 +304,7 @@ func TestDwellAndZoneName(t *testing.T) {
 func TestAssociationOnVisibleCameras(t *testing.T) {
 	e := newEnv(t)
 	for _, cam := range []string{"cam-a", "cam-b"} {
-		if err := e.st.MarkCameraSeen(e.ctx, cam, t0); err != nil {
+		if err := e.st.MarkCameraSeen(e.ctx, cam, t0, 24*time.Hour, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
