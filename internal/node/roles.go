@@ -149,7 +149,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		if n.mqtt != nil {
 			pub = n.mqtt
 		}
-		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention},
+		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention, NegativeMargin: n.cfg.Review.NegativeMargin},
 			poiReplica.Index(), n.store, n.js, pub, n.metrics, n.log)
 		addPool("alert", streams.ConsumerAlert, streams.Sightings, p.AlertConcurrency, a.Handle)
 	}
