@@ -29,6 +29,7 @@ const (
 	POIUpdate     = "poi.update"
 	POIImageAdd   = "poi.image.add"
 	POIImageDel   = "poi.image.remove"
+	POIExpire     = "poi.expire"
 	KeyCreate     = "key.create"
 	KeyRevoke     = "key.revoke"
 	SessionLogin  = "session.login"

@@ -200,6 +200,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 			VectorCount:   func() int { return poiReplica.Index().Count() + det.Index().Count() },
 			Log:           n.log.With("component", "api"),
 		})
+		n.actors = append(n.actors, actor{"poi-expiry", n.api.RunExpiry})
 		if err := n.api.Listen(); err != nil {
 			return fmt.Errorf("api.addr: %w", err)
 		}
