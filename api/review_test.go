@@ -122,7 +122,9 @@ func (p *pipeline) review(id string, body any) (int, map[string]any) {
 // alert stage, then reviews them over HTTP: every transition and error,
 // the filters, the review subject, the audit trail and the statistics.
 func TestAlertReview(t *testing.T) {
-	s := stacktest.Start(t, stacktest.Options{})
+	// One learned reference per POI, so the second confirmation that
+	// asks to teach is refused.
+	s := stacktest.Start(t, stacktest.Options{Env: []string{"POI_REVIEW_MAX_LEARNED=1"}})
 	p := newPipeline(t, s)
 	franck := stacktest.Enroll(t, s.URL, map[string]string{"severity": "high"}, "franck_01829.jpg")
 	cage := stacktest.Enroll(t, s.URL, map[string]string{"severity": "low"}, "cage.jpg")
@@ -146,24 +148,33 @@ func TestAlertReview(t *testing.T) {
 		steps := []struct {
 			cam, status string
 			want        int
+			teach       bool
 		}{
-			{"cam-a", "Acknowledged", 200},
-			{"cam-a", "Acknowledged", 409}, // not to itself
-			{"cam-a", "Confirmed", 200},
-			{"cam-a", "Dismissed", 409}, // Confirmed is final
-			{"cam-a", "Acknowledged", 409},
-			{"cam-b", "Dismissed", 200},
-			{"cam-b", "Confirmed", 409}, // Dismissed is final
-			{"cam-c", "Confirmed", 200},
-			{"cam-d", "Acknowledged", 200},
-			{"cam-d", "Dismissed", 200},
-			{"cam-e", "Dismissed", 200},
+			{"cam-a", "Acknowledged", 200, false},
+			{"cam-a", "Acknowledged", 409, false}, // not to itself
+			{"cam-a", "Confirmed", 200, true},     // and the face becomes a reference
+			{"cam-a", "Dismissed", 409, false},    // Confirmed is final
+			{"cam-a", "Acknowledged", 409, false},
+			{"cam-b", "Dismissed", 200, false},
+			{"cam-b", "Confirmed", 409, false}, // Dismissed is final
+			{"cam-c", "Confirmed", 409, true},  // over review.max_learned: nothing changes
+			{"cam-c", "Confirmed", 200, false},
+			{"cam-d", "Acknowledged", 200, false},
+			{"cam-d", "Dismissed", 200, false},
+			{"cam-e", "Dismissed", 200, false},
 		}
 		for _, st := range steps {
-			code, m := p.review(a[st.cam].AlertID, map[string]any{"status": st.status, "note": "checked on " + st.cam})
+			code, m := p.review(a[st.cam].AlertID, map[string]any{"status": st.status, "note": "checked on " + st.cam, "add_reference": st.teach})
 			if st.want != 200 {
-				wantError(t, st.cam+" to "+st.status, code, m, st.want, a[st.cam].AlertID)
+				detail := a[st.cam].AlertID // the transition refused names the alert
+				if st.teach {
+					detail = "learned references" // the cap refused says which
+				}
+				wantError(t, st.cam+" to "+st.status, code, m, st.want, detail)
 				continue
+			}
+			if st.teach && m["reference_added"] == nil {
+				t.Fatalf("%s confirmed with add_reference: %v", st.cam, m)
 			}
 			if code != 200 || m["status"] != st.status || m["reviewed_by"].(map[string]any)["name"] != "anonymous" || m["review_note"] != "checked on "+st.cam {
 				t.Fatalf("%s to %s: %d %v", st.cam, st.status, code, m)
@@ -178,6 +189,11 @@ func TestAlertReview(t *testing.T) {
 			if w, ok := want[al.Match.CameraID]; !ok || al.Status != w || al.ReviewedBy == nil || al.ReviewedAt == "" || al.POIMetadata.EnrollmentDate == "" || al.Match.SimilarityScore == 0 {
 				t.Errorf("listed alert %+v, want status %s", al, w)
 			}
+		}
+		// The confirmed face of cam-a is now a reference of the POI.
+		code, m := getJSON(t, s.URL+"/api/v1/poi/"+franck)
+		if refs := m["reference_images"].([]any); code != 200 || len(refs) != 2 {
+			t.Fatalf("the POI after a confirmation that teaches: %d %v", code, m)
 		}
 		rec, err := s.Store.Alert(context.Background(), a["cam-a"].AlertID)
 		var stored streams.Alert
@@ -202,6 +218,7 @@ func TestAlertReview(t *testing.T) {
 			{"no status", id, map[string]any{"note": "x"}, 400},
 			{"unknown field", id, map[string]any{"status": "Dismissed", "colour": "red"}, 400},
 			{"pin on a confirmation", id, map[string]any{"status": "Confirmed", "pin": true}, 400},
+			{"add_reference on a dismissal", id, map[string]any{"status": "Dismissed", "add_reference": true}, 400},
 			{"not json", id, "just text", 400},
 		} {
 			code, m := p.review(tc.id, tc.body)

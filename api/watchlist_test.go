@@ -40,7 +40,9 @@ func (p *pipeline) noAlertAfter(poi, camera, photo string, vetoed bool) {
 // alerts for a POI enrolled from the stranger's own photo.
 func TestFalseMatchTaughtAway(t *testing.T) {
 	// 0.10: Franck's photos match Cage's at 0.12 to 0.21 (TestSimilarityMatrix).
-	s := stacktest.Start(t, stacktest.Options{Env: []string{"POI_FACE_MATCH_THRESHOLD=0.10"}})
+	// near_threshold 0.15: the dismissed false match (about 0.20) lies in
+	// [0.10, 0.25], which the statistics must flag.
+	s := stacktest.Start(t, stacktest.Options{Env: []string{"POI_FACE_MATCH_THRESHOLD=0.10", "POI_REVIEW_NEAR_THRESHOLD=0.15"}})
 	ctx := context.Background()
 	p := newPipeline(t, s)
 	cage := stacktest.Enroll(t, s.URL, map[string]string{"severity": "high"}, "cage.jpg")
@@ -73,6 +75,25 @@ func TestFalseMatchTaughtAway(t *testing.T) {
 		p.show("cam-4", "franck_02221.jpg")
 		a := p.alertOn(franck, "cam-4")
 		t.Logf("franck_02221 alerted for the Franck POI at %.4f", a.Match.SimilarityScore)
+	})
+	t.Run("statistics flag the camera of the false match", func(t *testing.T) {
+		code, m := getJSON(t, s.URL+"/api/v1/stats/reviews")
+		if code != 200 {
+			t.Fatalf("stats: %d %v", code, m)
+		}
+		flagged := map[string]bool{}
+		for _, c := range m["cameras"].([]any) {
+			cm := c.(map[string]any)
+			if cm["dismissed_near_threshold"] == true {
+				flagged[cm["camera_id"].(string)] = true
+				if msg, _ := cm["message"].(string); msg == "" {
+					t.Errorf("flag without a message: %v", cm)
+				}
+			}
+		}
+		if len(flagged) != 1 || !flagged["cam-1"] {
+			t.Errorf("flagged cameras %v, want cam-1 alone", flagged)
+		}
 	})
 	t.Run("the negatives are erased with the POI", func(t *testing.T) {
 		if code, raw := do(t, "DELETE", s.URL+"/api/v1/poi/"+cage); code != 200 {
@@ -121,7 +142,7 @@ func poiSimilarity(t *testing.T, m map[string]any, poi string) float64 {
 // real pipeline and search: photos added and removed, the last one kept,
 // the photo cap, inactive POIs, and enrolment from a camera's track.
 func TestWatchlistEditing(t *testing.T) {
-	s := stacktest.Start(t, stacktest.Options{Env: []string{"POI_API_RATE_LIMIT_BURST=1000"}})
+	s := stacktest.Start(t, stacktest.Options{Env: []string{"POI_API_RATE_LIMIT_BURST=1000", "POI_REVIEW_EXPIRY_INTERVAL=100ms"}})
 	ctx := context.Background()
 	p := newPipeline(t, s)
 	franck := stacktest.Enroll(t, s.URL, nil, "franck_01829.jpg")
@@ -209,6 +230,18 @@ func TestWatchlistEditing(t *testing.T) {
 		}
 		p.show("cam-active", "franck_02045.jpg")
 		p.alertOn(franck, "cam-active")
+	})
+
+	t.Run("an expired POI is deactivated", func(t *testing.T) {
+		cage := stacktest.Enroll(t, s.URL, nil, "cage.jpg")
+		at := time.Now().Add(time.Second).UTC().Format(time.RFC3339)
+		if code, m := send(t, "PATCH", s.URL+"/api/v1/poi/"+cage, map[string]any{"expires_at": at}); code != 200 || m["expires_at"] != at || m["status"] != "active" {
+			t.Fatalf("set expires_at: %d %v", code, m)
+		}
+		stacktest.Eventually(t, 30*time.Second, "the expiry loop deactivating the POI", func() bool {
+			_, m := getJSON(t, s.URL+"/api/v1/poi/"+cage)
+			return m["status"] == "inactive"
+		})
 	})
 
 	t.Run("enroll from a track", func(t *testing.T) {
