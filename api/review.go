@@ -196,9 +196,10 @@ func (s *Server) learnReference(c *gin.Context, a streams.Alert) (string, int, e
 		return "", 0, err
 	}
 	var photo []byte
-	if a.TrackID != "" {
-		// The track's thumbnail is the face's picture while it lives.
-		if b, err := s.deps.Store.Thumbnail(ctx, a.TrackID); err == nil {
+	// The track's thumbnail, named by the seed's thumbnail_path, is the
+	// face's picture while it lives.
+	if track, ok := strings.CutPrefix(a.Match.ThumbnailPath, "/api/v1/thumbnail/"); ok && track != "" {
+		if b, err := s.deps.Store.Thumbnail(ctx, track); err == nil {
 			photo = b
 		}
 	}

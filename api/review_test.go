@@ -139,7 +139,7 @@ func TestAlertReview(t *testing.T) {
 	}
 	a["cam-e"] = p.alertOn(cage, "cam-e")
 	for cam, al := range a {
-		if al.Status != "New" || al.ReviewedBy != nil || al.TrackID == "" {
+		if al.Status != "New" || al.ReviewedBy != nil {
 			t.Fatalf("fresh alert on %s: %+v", cam, al)
 		}
 	}

@@ -299,9 +299,8 @@ type Alert struct {
 	Status      string           `json:"status"`
 	Match       AlertMatch       `json:"match"`
 	POIMetadata AlertPOIMetadata `json:"poi_metadata"`
-	// Additions to the seed, absent until they apply: the track the
-	// alert was raised on, and the review (who set Status, when, why).
-	TrackID    string      `json:"track_id,omitempty"`
+	// Additions to the seed, absent until a review sets Status: who
+	// reviewed, when, and why.
 	ReviewedBy *AuditActor `json:"reviewed_by,omitempty"`
 	ReviewedAt string      `json:"reviewed_at,omitempty"`
 	ReviewNote string      `json:"review_note,omitempty"`

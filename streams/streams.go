@@ -58,7 +58,7 @@ const (
 	SamplesSubj      = "poi.sample"            // .{camera}
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
 	ReviewsSubj      = "poi.reviews"           // .{status}.{poi_id}: alert reviews, on POI_ALERTS (contract)
-	ControlSubj      = "poi.control"           // .{enrolled|deleted}.{poi_id} (ControlSubject)
+	ControlSubj      = "poi.control"           // .{enrolled|refs|deleted}.{poi_id} (ControlSubject)
 	DeadLetterSubj   = "poi.dlq"               // .{consumer}
 	AuditSubj        = "poi.audit"             // .{action}, the action's dotted name as tokens (poi.audit.poi.enroll)
 	// EmbedService is the core-NATS request-reply subject of the embedding

@@ -213,7 +213,6 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 			FrameNumber:     int64(sg.FrameNumber),
 			ThumbnailPath:   "/api/v1/thumbnail/" + f.TrackID,
 		},
-		TrackID: f.TrackID,
 		POIMetadata: streams.AlertPOIMetadata{
 			Notes:                poi.Notes,
 			EnrollmentDate:       poi.CreatedAt.UTC().Format(time.RFC3339),

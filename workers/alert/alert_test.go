@@ -272,7 +272,6 @@ func TestMatchRaisesAlertWithTheContractPayloadEverywhere(t *testing.T) {
 		Match: streams.AlertMatch{CameraID: "lobby", Confidence: 0.9124, SimilarityScore: 0.65, BBox: []int{10, 20, 110, 150},
 			FrameNumber: 4711, ThumbnailPath: "/api/v1/thumbnail/cam:lobby:7"},
 		POIMetadata: streams.AlertPOIMetadata{Notes: "seen near the loading bay", EnrollmentDate: "2025-03-01T08:00:00Z", TotalPreviousMatches: 0},
-		TrackID:     "cam:lobby:7",
 	}
 	if fmt.Sprintf("%+v", a) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("payload\n got %+v\nwant %+v", a, want)
