@@ -135,5 +135,9 @@ func (s *Server) reviewStats(c *gin.Context) {
 	if pois == nil {
 		pois = []*outcomes{}
 	}
-	c.JSON(http.StatusOK, gin.H{"match_threshold": thr, "near_threshold": near, "alerts": len(alerts), "cameras": cams, "pois": pois})
+	counted := 0
+	for _, o := range cams {
+		counted += o.Confirmed + o.Dismissed + o.Acknowledged + o.Unreviewed
+	}
+	c.JSON(http.StatusOK, gin.H{"match_threshold": thr, "near_threshold": near, "alerts": counted, "cameras": cams, "pois": pois})
 }
