@@ -153,12 +153,21 @@ func routeCases(viewerKey string) map[string]routeCase {
 	none := func() []byte { return nil }
 	n := 0
 	return map[string]routeCase{
-		"GET /api/v1/status":               {auth.Open, "GET", "/api/v1/status", "", none, 200},
-		"GET /api/v1/openapi.json":         {auth.Open, "GET", "/api/v1/openapi.json", "", none, 200},
-		"POST /api/v1/poi":                 {auth.Operator, "POST", "/api/v1/poi", form, func() []byte { return body }, 422},
-		"GET /api/v1/poi":                  {auth.Viewer, "GET", "/api/v1/poi", "", none, 200},
-		"GET /api/v1/poi/:poi_id":          {auth.Viewer, "GET", "/api/v1/poi/poi-00000000", "", none, 404},
-		"DELETE /api/v1/poi/:poi_id":       {auth.Admin, "DELETE", "/api/v1/poi/poi-00000000", "", none, 404},
+		"GET /api/v1/status":         {auth.Open, "GET", "/api/v1/status", "", none, 200},
+		"GET /api/v1/openapi.json":   {auth.Open, "GET", "/api/v1/openapi.json", "", none, 200},
+		"POST /api/v1/poi":           {auth.Operator, "POST", "/api/v1/poi", form, func() []byte { return body }, 422},
+		"GET /api/v1/poi":            {auth.Viewer, "GET", "/api/v1/poi", "", none, 200},
+		"GET /api/v1/poi/:poi_id":    {auth.Viewer, "GET", "/api/v1/poi/poi-00000000", "", none, 404},
+		"DELETE /api/v1/poi/:poi_id": {auth.Admin, "DELETE", "/api/v1/poi/poi-00000000", "", none, 404},
+		"PATCH /api/v1/poi/:poi_id": {auth.Operator, "PATCH", "/api/v1/poi/poi-00000000", "application/json", func() []byte {
+			return jsonBody(map[string]string{"notes": "x"})
+		}, 404},
+		"POST /api/v1/poi/:poi_id/images":                 {auth.Operator, "POST", "/api/v1/poi/poi-00000000/images", form, func() []byte { return body }, 422},
+		"DELETE /api/v1/poi/:poi_id/images/:embedding_id": {auth.Operator, "DELETE", "/api/v1/poi/poi-00000000/images/emb-00000000-1", "", none, 404},
+		"PATCH /api/v1/alerts/:alert_id": {auth.Operator, "PATCH", "/api/v1/alerts/alert-20260101-000000-poi-00000000-000000", "application/json", func() []byte {
+			return jsonBody(map[string]string{"status": "Dismissed"})
+		}, 404},
+		"GET /api/v1/stats/reviews":        {auth.Viewer, "GET", "/api/v1/stats/reviews", "", none, 200},
 		"POST /api/v1/search":              {auth.Operator, "POST", "/api/v1/search", form, func() []byte { return body }, 422},
 		"GET /api/v1/frames/:encoded_key":  {auth.Viewer, "GET", "/api/v1/frames/eA", "", none, 404},
 		"GET /api/v1/thumbnail/:object_id": {auth.Viewer, "GET", "/api/v1/thumbnail/cam:x:1", "", none, 404},

@@ -47,6 +47,8 @@ type poiBody struct {
 	ReferenceImages []referenceImage `json:"reference_images,omitempty"`
 	Status          string           `json:"status"`
 	CreatedAt       string           `json:"created_at"`
+	// ExpiresAt is an addition: when the POI expires (absent: never).
+	ExpiresAt string `json:"expires_at,omitempty"`
 	// Images is an addition to the seed: what happened to each photo.
 	Images []enrolledImage `json:"images,omitempty"`
 }
@@ -122,8 +124,9 @@ func (s *Server) createPOI(c *gin.Context) {
 		return
 	}
 	files := c.Request.MultipartForm.File["images"]
-	if len(files) == 0 || len(files) > maxImages {
-		fail(c, http.StatusUnprocessableEntity, "invalid images", fmt.Sprintf("images: %d files given, want 1 to %d", len(files), maxImages))
+	trackID := formValue(c, "track_id")
+	if len(files) == 0 && trackID == "" || len(files) > maxImages {
+		fail(c, http.StatusUnprocessableEntity, "invalid images", fmt.Sprintf("images: %d files given, want 1 to %d (or none with a track_id)", len(files), maxImages))
 		return
 	}
 	severity := formValue(c, "severity")
@@ -147,31 +150,36 @@ func (s *Server) createPOI(c *gin.Context) {
 	}
 	poi := store.POI{ID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: time.Now().UTC()}
 	body := poiBody{POIID: id, Severity: severity, Notes: notes, Status: "active", CreatedAt: poi.CreatedAt.Format(time.RFC3339)}
-	for i, fh := range files {
-		img := enrolledImage{Index: i, Filename: fh.Filename}
-		data, err := s.readUpload(fh)
-		if err != nil {
-			fail(c, http.StatusRequestEntityTooLarge, "image too large", "images["+fmt.Sprint(i)+"]: "+err.Error())
-			return
-		}
-		rep, err := s.deps.Embed.Do(c.Request.Context(), data, embed.Params{Mode: embed.ModeLargest, Thumbs: true})
-		if err != nil {
-			code, msg := uploadError(err)
-			if code == http.StatusUnprocessableEntity && msg == "no face" {
-				img.Rejected = "no face found"
-				body.Images = append(body.Images, img)
-				continue
-			}
-			fail(c, code, msg, fmt.Sprintf("images[%d] %q: %v", i, fh.Filename, err))
-			return
-		}
-		used := rep.Faces[rep.Used]
-		poi.Model = rep.Model
+	up, ok := s.embedUploads(c, files)
+	if !ok {
+		return
+	}
+	poi.Model = up.model
+	for _, r := range up.refs {
 		eid := store.EmbeddingID(id, len(poi.Refs)+1)
-		poi.Refs = append(poi.Refs, store.Ref{EmbeddingID: eid, Vector: used.Embedding, Photo: used.Thumb})
-		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(used.Embedding)})
-		img.FacesDetected, img.FaceBBox, img.EmbeddingID = len(rep.Faces), used.Box[:], eid
-		body.Images = append(body.Images, img)
+		r.EmbeddingID = eid
+		poi.Refs = append(poi.Refs, r)
+		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(r.Vector)})
+	}
+	body.Images = up.report(func(i int) string { return poi.Refs[i].EmbeddingID })
+	if trackID != "" {
+		refs, err := s.trackRefs(c.Request.Context(), trackID)
+		if errors.Is(err, errTrackGone) {
+			fail(c, http.StatusNotFound, "track not found", fmt.Sprintf("%v: enroll from photos instead (samples are kept for pipeline.retention)", err))
+			return
+		}
+		if err != nil {
+			s.internal(c, "enroll from track "+trackID, err)
+			return
+		}
+		if poi.Model == "" {
+			poi.Model = s.deps.POI.Index().Model().Name
+		}
+		for _, r := range refs {
+			r.EmbeddingID = store.EmbeddingID(id, len(poi.Refs)+1)
+			poi.Refs = append(poi.Refs, r)
+			body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: r.EmbeddingID, VectorDim: len(r.Vector)})
+		}
 	}
 	if len(poi.Refs) == 0 {
 		fail(c, http.StatusUnprocessableEntity, "no face", "no uploaded image holds a detectable face")
@@ -186,12 +194,81 @@ func (s *Server) createPOI(c *gin.Context) {
 		s.internal(c, "enroll "+id, err)
 		return
 	}
-	s.audit(c, audit.POIEnroll, map[string]any{"poi_id": stored, "severity": severity, "images": len(files), "references": len(poi.Refs)})
+	details := map[string]any{"poi_id": stored.ID, "severity": severity, "images": len(files), "references": len(poi.Refs)}
+	if trackID != "" {
+		details["track_id"] = trackID
+	}
+	s.audit(c, audit.POIEnroll, details)
 	c.JSON(http.StatusCreated, body.renamed(stored))
 }
 
+// uploads are the faces found in uploaded photos.
+type uploads struct {
+	model string
+	// refs have no embedding id yet; images[i] reports refs[i], rejected
+	// reports the photos without a face (by index of upload).
+	refs     []store.Ref
+	images   []enrolledImage
+	rejected []enrolledImage
+}
+
+// report merges the report of the used and the rejected photos in upload
+// order, naming each used one by embID(its index in refs).
+func (u uploads) report(embID func(int) string) []enrolledImage {
+	out := make([]enrolledImage, 0, len(u.images)+len(u.rejected))
+	i, j := 0, 0
+	for i < len(u.images) || j < len(u.rejected) {
+		if j == len(u.rejected) || i < len(u.images) && u.images[i].Index < u.rejected[j].Index {
+			img := u.images[i]
+			img.EmbeddingID = embID(i)
+			out = append(out, img)
+			i++
+			continue
+		}
+		out = append(out, u.rejected[j])
+		j++
+	}
+	return out
+}
+
+// embedUploads finds the largest face of each photo. A photo without a
+// face is reported, not refused; any other failure is answered here (ok
+// false).
+func (s *Server) embedUploads(c *gin.Context, files []*multipart.FileHeader) (uploads, bool) {
+	var u uploads
+	for i, fh := range files {
+		img := enrolledImage{Index: i, Filename: fh.Filename}
+		data, err := s.readUpload(fh)
+		if err != nil {
+			fail(c, http.StatusRequestEntityTooLarge, "image too large", "images["+fmt.Sprint(i)+"]: "+err.Error())
+			return u, false
+		}
+		rep, err := s.deps.Embed.Do(c.Request.Context(), data, embed.Params{Mode: embed.ModeLargest, Thumbs: true})
+		if err != nil {
+			code, msg := uploadError(err)
+			if code == http.StatusUnprocessableEntity && msg == "no face" {
+				img.Rejected = "no face found"
+				u.rejected = append(u.rejected, img)
+				continue
+			}
+			fail(c, code, msg, fmt.Sprintf("images[%d] %q: %v", i, fh.Filename, err))
+			return u, false
+		}
+		used := rep.Faces[rep.Used]
+		u.model = rep.Model
+		u.refs = append(u.refs, store.Ref{Vector: used.Embedding, Photo: used.Thumb})
+		img.FacesDetected, img.FaceBBox = len(rep.Faces), used.Box[:]
+		u.images = append(u.images, img)
+	}
+	return u, true
+}
+
 func toBody(p store.POI) poiBody {
-	return poiBody{POIID: p.ID, Severity: p.Severity, Notes: p.Notes, Status: p.Status, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339)}
+	b := poiBody{POIID: p.ID, Severity: p.Severity, Notes: p.Notes, Status: p.Status, CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339)}
+	if !p.ExpiresAt.IsZero() {
+		b.ExpiresAt = p.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return b
 }
 
 func (s *Server) listPOIs(c *gin.Context) {

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -127,18 +126,6 @@ func (s *Server) getCamera(c *gin.Context) {
 		}
 	}
 	fail(c, http.StatusNotFound, "camera not found", fmt.Sprintf("no camera %q", id))
-}
-
-func (s *Server) listAlerts(c *gin.Context) {
-	alerts, err := s.deps.Store.RecentAlerts(c.Request.Context(), maxAlertsListed)
-	if err != nil {
-		s.internal(c, "list alerts", err)
-		return
-	}
-	if alerts == nil {
-		alerts = []json.RawMessage{}
-	}
-	c.JSON(http.StatusOK, alerts)
 }
 
 func (s *Server) deleteAlerts(c *gin.Context) {

@@ -81,7 +81,7 @@ const (
 // A route added anywhere else would escape access control, so add it here;
 // the API tests walk this table and fail for a route they do not know.
 func (s *Server) routes() []route {
-	const get, post, del = http.MethodGet, http.MethodPost, http.MethodDelete
+	const get, post, del, patch = http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPatch
 	return []route{
 		{get, "/api/v1/status", auth.Open, "", s.status},
 		{get, "/api/v1/openapi.json", auth.Open, "", s.openapi},
@@ -89,6 +89,9 @@ func (s *Server) routes() []route {
 		{get, "/api/v1/poi", auth.Viewer, "", s.listPOIs},
 		{get, "/api/v1/poi/:poi_id", auth.Viewer, "", s.getPOI},
 		{del, "/api/v1/poi/:poi_id", auth.Admin, "", s.deletePOI},
+		{patch, "/api/v1/poi/:poi_id", auth.Operator, "", s.updatePOI},
+		{post, "/api/v1/poi/:poi_id/images", auth.Operator, limitEnroll, s.addImages},
+		{del, "/api/v1/poi/:poi_id/images/:embedding_id", auth.Operator, "", s.deleteImage},
 		{post, "/api/v1/search", auth.Operator, limitSearch, s.search},
 		{get, "/api/v1/frames/:encoded_key", auth.Viewer, "", s.frame},
 		{get, "/api/v1/thumbnail/:object_id", auth.Viewer, "", s.thumbnail},
@@ -96,6 +99,8 @@ func (s *Server) routes() []route {
 		{get, "/api/v1/cameras/:camera_id", auth.Viewer, "", s.getCamera},
 		{get, "/api/v1/alerts", auth.Viewer, "", s.listAlerts},
 		{del, "/api/v1/alerts", auth.Operator, "", s.deleteAlerts},
+		{patch, "/api/v1/alerts/:alert_id", auth.Operator, "", s.reviewAlert},
+		{get, "/api/v1/stats/reviews", auth.Viewer, "", s.reviewStats},
 		// The session exchange authenticates by the key in its body.
 		{post, "/api/v1/session", auth.Open, "", s.login},
 		{get, "/api/v1/session", auth.Viewer, "", s.whoami},

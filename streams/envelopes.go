@@ -245,6 +245,10 @@ type RefVector struct {
 const (
 	OpEnrolled = "enrolled"
 	OpDeleted  = "deleted"
+	// OpRefs carries the whole current set of a POI's references after a
+	// change (a photo added or removed, a confirmed sighting learned):
+	// every replica replaces the POI's references with it.
+	OpRefs = "refs"
 )
 
 // ControlEvent tells every POI index replica about an enrolment or deletion
@@ -295,6 +299,28 @@ type Alert struct {
 	Status      string           `json:"status"`
 	Match       AlertMatch       `json:"match"`
 	POIMetadata AlertPOIMetadata `json:"poi_metadata"`
+	// Additions to the seed, absent until a review sets Status: who
+	// reviewed, when, and why.
+	ReviewedBy *AuditActor `json:"reviewed_by,omitempty"`
+	ReviewedAt string      `json:"reviewed_at,omitempty"`
+	ReviewNote string      `json:"review_note,omitempty"`
+}
+
+// Review is the event of an alert's review on POI_ALERTS
+// (poi.reviews.{status}.{poi_id}): a contract with integrators.
+type Review struct {
+	Header
+	AlertID    string     `json:"alert_id"`
+	POIID      string     `json:"poi_id"`
+	CameraID   string     `json:"camera_id"`
+	Status     string     `json:"status"`
+	Previous   string     `json:"previous_status"`
+	ReviewedBy AuditActor `json:"reviewed_by"`
+	ReviewedAt string     `json:"reviewed_at"`
+	Similarity float64    `json:"similarity_score"`
+	// ReferenceAdded is set when a confirmation taught the POI the
+	// sighting's face.
+	ReferenceAdded string `json:"reference_added,omitempty"`
 }
 
 // AuditActor is who acted: the key's id, name and role ("cli" for the

@@ -57,7 +57,8 @@ const (
 	SightingsSubj    = "poi.sighting"          // .{camera}
 	SamplesSubj      = "poi.sample"            // .{camera}
 	AlertsSubj       = "poi.alerts"            // .{severity}.{poi_id} (contract)
-	ControlSubj      = "poi.control"           // .{enrolled|deleted}.{poi_id} (ControlSubject)
+	ReviewsSubj      = "poi.reviews"           // .{status}.{poi_id}: alert reviews, on POI_ALERTS (contract)
+	ControlSubj      = "poi.control"           // .{enrolled|refs|deleted}.{poi_id} (ControlSubject)
 	DeadLetterSubj   = "poi.dlq"               // .{consumer}
 	AuditSubj        = "poi.audit"             // .{action}, the action's dotted name as tokens (poi.audit.poi.enroll)
 	// EmbedService is the core-NATS request-reply subject of the embedding
@@ -87,6 +88,12 @@ func ControlPOIFilter(poiID string) string { return ControlSubj + ".*." + Token(
 // AlertsPOIFilter matches every alert of one POI on POI_ALERTS, whatever
 // its severity.
 func AlertsPOIFilter(poiID string) string { return AlertsSubj + ".*." + Token(poiID) }
+
+// ReviewSubject is where the review of an alert of poiID is published.
+func ReviewSubject(status, poiID string) string { return Subject(ReviewsSubj, status, poiID) }
+
+// ReviewsPOIFilter matches every review of one POI's alerts on POI_ALERTS.
+func ReviewsPOIFilter(poiID string) string { return ReviewsSubj + ".*." + Token(poiID) }
 
 // Members is the key-value bucket where the worker processes of each
 // partitioned stage announce themselves (key {stage}.{member}); entries
@@ -345,8 +352,8 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 		},
 		{
 			Name:        Alerts,
-			Description: "POI match alerts: one element of GET /api/v1/alerts per message",
-			Subjects:    []string{AlertsSubj + ".>"},
+			Description: "POI match alerts (one element of GET /api/v1/alerts per message) and their reviews",
+			Subjects:    []string{AlertsSubj + ".>", ReviewsSubj + ".>"},
 			Retention:   jetstream.LimitsPolicy,
 			// Old alerts make way for new ones: a full alert stream must
 			// never stop live alerting.

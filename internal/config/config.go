@@ -51,6 +51,7 @@ type Config struct {
 	Audit      Audit      `yaml:"audit"`
 	Erasure    Erasure    `yaml:"erasure"`
 	Outbox     Outbox     `yaml:"outbox"`
+	Review     Review     `yaml:"review"`
 	// Cameras are the accepted camera ids and how long their state lasts.
 	Cameras Cameras `yaml:"cameras"`
 }
@@ -121,6 +122,28 @@ type Erasure struct {
 	// ReplicaWait bounds how long a purge waits for every POI index replica
 	// to be handed the deletion (and `poi erase --verify` for their answers).
 	ReplicaWait time.Duration `yaml:"replica_wait"`
+}
+
+// Review configures alert review and watchlist upkeep (README, "Alert
+// review").
+type Review struct {
+	// NegativeMargin: a later sighting alerts for a POI only if it is
+	// closer to the POI's references than to every face dismissed for it
+	// by more than this.
+	NegativeMargin float64 `yaml:"negative_margin"`
+	// MaxPhotos caps the photo references of a POI (enrolment and
+	// POST /poi/{id}/images together).
+	MaxPhotos int `yaml:"max_photos"`
+	// MaxLearned caps the references a POI learns from confirmed alerts.
+	MaxLearned int `yaml:"max_learned"`
+	// ExpiryAction is what happens to a POI past its expires_at:
+	// "deactivate" or "erase".
+	ExpiryAction string `yaml:"expiry_action"`
+	// ExpiryInterval is how often the expiry loop looks.
+	ExpiryInterval time.Duration `yaml:"expiry_interval"`
+	// NearThreshold is the band above face.match_threshold in which a
+	// camera's dismissed alerts are flagged as clustering.
+	NearThreshold float64 `yaml:"near_threshold"`
 }
 
 // Outbox configures the relay of enrolments and unfinished purges.
@@ -650,6 +673,21 @@ func (c Config) Validate() error {
 	if c.API.MaxJPEGScans < 1 {
 		bad("api.max_jpeg_scans", "must be at least 1, got %d", c.API.MaxJPEGScans)
 	}
+	if c.Review.NegativeMargin < -1 || c.Review.NegativeMargin > 1 {
+		bad("review.negative_margin", "must be in -1..1, got %g", c.Review.NegativeMargin)
+	}
+	if c.Review.MaxPhotos < 1 || c.Review.MaxPhotos > 50 {
+		bad("review.max_photos", "must be in 1..50, got %d", c.Review.MaxPhotos)
+	}
+	if c.Review.MaxLearned < 0 || c.Review.MaxLearned > 50 {
+		bad("review.max_learned", "must be in 0..50, got %d", c.Review.MaxLearned)
+	}
+	if !oneOf(c.Review.ExpiryAction, "deactivate", "erase") {
+		bad("review.expiry_action", "must be deactivate or erase, got %q", c.Review.ExpiryAction)
+	}
+	if c.Review.NearThreshold < 0 || c.Review.NearThreshold > 1 {
+		bad("review.near_threshold", "must be in 0..1, got %g", c.Review.NearThreshold)
+	}
 	if c.API.MaxImages < 1 || c.API.MaxImages > 20 {
 		bad("api.max_images", "must be in 1..20, got %d", c.API.MaxImages)
 	}
@@ -800,6 +838,7 @@ func (c Config) Validate() error {
 		{"pipeline.retry_for", c.Pipeline.RetryFor},
 		{"pipeline.tracker.last_frame_every", c.Pipeline.Tracker.LastFrameEvery},
 		{"face.request_timeout", c.Face.RequestTimeout},
+		{"review.expiry_interval", c.Review.ExpiryInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)

@@ -20,6 +20,12 @@ func controlFilters(id string) []string {
 	return append([]string{streams.ControlPOIFilter(id)}, legacyControlSubjects...)
 }
 
+// alertFilters match every message of one POI on POI_ALERTS: its alerts
+// and their reviews.
+func alertFilters(id string) []string {
+	return []string{streams.AlertsPOIFilter(id), streams.ReviewsPOIFilter(id)}
+}
+
 // storedMsg is a stream message found for a POI.
 type storedMsg struct {
 	Seq     uint64

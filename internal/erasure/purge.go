@@ -39,8 +39,8 @@ const (
 	StepTombstone Step = "tombstone" // Redis: tombstone, metadata, creation index, outbox
 	StepReplicas  Step = "replicas"  // POI_CONTROL: the deletion, handed to every replica
 	StepControl   Step = "control"   // POI_CONTROL: every message of the POI erased
-	StepAlerts    Step = "alerts"    // POI_ALERTS: every alert of the POI erased
-	StepRedis     Step = "redis"     // Redis: vectors, photos, appearances, alerts, markers
+	StepAlerts    Step = "alerts"    // POI_ALERTS: every alert of the POI, and every review of one, erased
+	StepRedis     Step = "redis"     // Redis: vectors, photos, negatives, appearances, alerts and their faces, markers
 	StepFinish    Step = "finish"    // Redis: tombstone marked purged, pending entry cleared
 )
 
@@ -94,7 +94,7 @@ func (p *Purger) Purge(ctx context.Context, id string) (bool, error) {
 			return eraseMessages(ctx, p.js, streams.Control, controlFilters(id), id)
 		}},
 		{StepAlerts, func(ctx context.Context, id string) error {
-			return eraseMessages(ctx, p.js, streams.Alerts, []string{streams.AlertsPOIFilter(id)}, id)
+			return eraseMessages(ctx, p.js, streams.Alerts, alertFilters(id), id)
 		}},
 		{StepRedis, p.st.DeletePOIData},
 		{StepFinish, func(ctx context.Context, id string) error { return p.st.FinishErase(ctx, id, p.cfg.TombstoneTTL) }},

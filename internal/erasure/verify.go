@@ -78,7 +78,7 @@ func Verify(ctx context.Context, d VerifyDeps, id string) (Report, error) {
 	for _, c := range []struct {
 		stream  string
 		filters []string
-	}{{streams.Control, controlFilters(id)}, {streams.Alerts, []string{streams.AlertsPOIFilter(id)}}} {
+	}{{streams.Control, controlFilters(id)}, {streams.Alerts, alertFilters(id)}} {
 		msgs, err := messagesNaming(ctx, d.JS, c.stream, c.filters, id)
 		if err != nil {
 			return r, err

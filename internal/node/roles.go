@@ -167,7 +167,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 		if n.mqtt != nil {
 			pub = n.mqtt
 		}
-		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention},
+		a := alert.New(alert.Config{Model: model.Name, MatchThreshold: n.cfg.Face.MatchThreshold, Cooldown: p.AlertCooldown, Retention: p.Retention, NegativeMargin: n.cfg.Review.NegativeMargin},
 			poiReplica.Index(), n.store, n.js, pub, n.metrics, n.log)
 		addPool("alert", streams.ConsumerAlert, streams.Sightings, p.AlertConcurrency, a.Handle)
 	}
@@ -223,6 +223,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 			VectorCount:   func() int { return poiReplica.Index().Count() + det.Index().Count() },
 			Log:           n.log.With("component", "api"),
 		})
+		n.actors = append(n.actors, actor{"poi-expiry", n.api.RunExpiry})
 		if err := n.api.Listen(); err != nil {
 			return fmt.Errorf("api.addr: %w", err)
 		}

@@ -35,10 +35,15 @@ func New(st *store.Store, js jetstream.JetStream, log *slog.Logger) *Outbox {
 	return &Outbox{st: st, js: js, log: log.With("component", "outbox")}
 }
 
-// EnrolledEvent is the control event of a POI's enrolment: its reference
-// vectors, for every replica to add.
+// EnrolledEvent is the control event of a POI's enrolment, or of a change
+// of its references (RefsVersion above 0): its whole set of reference
+// vectors, for every replica to hold.
 func EnrolledEvent(p store.POI) streams.ControlEvent {
-	ev := streams.ControlEvent{Header: streams.Current(), Op: streams.OpEnrolled, POIID: p.ID, Model: p.Model}
+	op := streams.OpEnrolled
+	if p.RefsVersion > 0 {
+		op = streams.OpRefs
+	}
+	ev := streams.ControlEvent{Header: streams.Current(), Op: op, POIID: p.ID, Model: p.Model}
 	for _, r := range p.Refs {
 		ev.Refs = append(ev.Refs, streams.RefVector{EmbeddingID: r.EmbeddingID, Vector: r.Vector})
 	}
@@ -48,17 +53,26 @@ func EnrolledEvent(p store.POI) streams.ControlEvent {
 // MsgID is the Nats-Msg-Id of a POI's enrolment event.
 func MsgID(poiID string) string { return "enrolled:" + poiID }
 
+// msgIDOf names the event of p's references as they are now: each change
+// is stored once, and is not taken for a repeat of the enrolment.
+func msgIDOf(p store.POI) string {
+	if p.RefsVersion == 0 {
+		return MsgID(p.ID)
+	}
+	return fmt.Sprintf("refs:%s:%d", p.ID, p.RefsVersion)
+}
+
 // Publish stores the enrolment event of p on POI_CONTROL and takes p out of
 // the outbox. Should the POI have been erased meanwhile, the event it just
 // stored is erased again: a purge that swept POI_CONTROL before this
 // publish landed would otherwise leave the vectors there.
 func (o *Outbox) Publish(ctx context.Context, p store.POI) error {
 	ev := EnrolledEvent(p)
-	msg, err := streams.NewMsg(streams.ControlSubject(streams.OpEnrolled, p.ID), &ev)
+	msg, err := streams.NewMsg(streams.ControlSubject(ev.Op, p.ID), &ev)
 	if err != nil {
 		return err
 	}
-	msg.Header.Set(jetstream.MsgIDHeader, MsgID(p.ID))
+	msg.Header.Set(jetstream.MsgIDHeader, msgIDOf(p))
 	ack, err := o.js.PublishMsg(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("publish enrolment %s: %w", p.ID, err)

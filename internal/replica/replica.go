@@ -77,7 +77,7 @@ func (p *POI) Start(ctx context.Context) error {
 			p.log.Warn("bad control event", "error", err)
 			return
 		}
-		if ev.Op == streams.OpEnrolled && p.erased(ctx, ev.POIID) {
+		if (ev.Op == streams.OpEnrolled || ev.Op == streams.OpRefs) && p.erased(ctx, ev.POIID) {
 			// A late enrolment event (the outbox relay racing a purge)
 			// must not bring an erased POI back into the index.
 			p.log.Info("enrolment of an erased poi ignored", "poi_id", ev.POIID)
@@ -168,7 +168,7 @@ func (p *POI) Rebuild(ctx context.Context) error {
 // its own writes, so a client reads what it just wrote).
 func (p *POI) Apply(ev streams.ControlEvent) error {
 	switch ev.Op {
-	case streams.OpEnrolled:
+	case streams.OpEnrolled, streams.OpRefs:
 		if ev.Model != p.idx.Model().Name {
 			return fmt.Errorf("poi %s enrolled with model %q, index is %q", ev.POIID, ev.Model, p.idx.Model().Name)
 		}
@@ -176,7 +176,9 @@ func (p *POI) Apply(ev streams.ControlEvent) error {
 		for i, r := range ev.Refs {
 			refs[i] = vectorindex.Ref{EmbeddingID: r.EmbeddingID, Vector: r.Vector}
 		}
-		return p.idx.Add(ev.POIID, refs)
+		// Both carry the POI's whole set of references: replacing makes a
+		// removed photo go too, and a repeat changes nothing.
+		return p.idx.Replace(ev.POIID, refs)
 	case streams.OpDeleted:
 		_, err := p.idx.Remove(ev.POIID)
 		return err

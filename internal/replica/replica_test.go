@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/outbox"
 	"poi/internal/store"
 	"poi/internal/testenv"
 	"poi/internal/vectorindex"
@@ -157,6 +158,33 @@ func TestPOIReplicasFollowControlEvents(t *testing.T) {
 	hits, err := late.Index().Search(vec, 1)
 	if err != nil || len(hits) != 1 || hits[0].POIID != poi.ID {
 		t.Fatalf("search %v %v", hits, err)
+	}
+	// A reference added, then the first removed, through the outbox as
+	// the API does: both replicas hold exactly the POI's current set.
+	ob := outbox.New(st, js, log)
+	other := []float32{0, 1, 0, 0, 0, 0, 0, 0}
+	changed, _, err := st.AddRefs(ctx, poi.ID, []store.Ref{{Vector: other}}, false, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Publish(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	wait(early, 2)
+	wait(late, 2)
+	changed, err = st.RemoveRef(ctx, poi.ID, "emb-0000beef-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Publish(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	wait(early, 1)
+	wait(late, 1)
+	for _, p := range []*POI{early, late} {
+		if hits, err := p.Index().Search(vec, 1); err != nil || len(hits) != 1 || hits[0].EmbeddingID != changed.Refs[0].EmbeddingID {
+			t.Fatalf("after the removal the replica finds %v %v, want %s only", hits, err, changed.Refs[0].EmbeddingID)
+		}
 	}
 	publish(streams.ControlEvent{Header: streams.Current(), Op: streams.OpDeleted, POIID: poi.ID})
 	wait(early, 0)

@@ -62,14 +62,15 @@ func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera stri
 	return res[0], prev, nil
 }
 
-// maxRecentAlerts bounds the recent list; the API returns the newest 50.
-const maxRecentAlerts = 500
+// MaxRecentAlerts bounds the recent list; the API returns the newest 50.
+const MaxRecentAlerts = 500
 
 // storeAlertScript stores an alert once: a replay finds the record and
 // leaves the list alone, so the list never holds an alert twice. Nothing is
 // stored for an erased POI (-1).
 const storeAlertLua = `
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[2]) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('LPUSH', KEYS[2], ARGV[1])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
@@ -79,11 +80,13 @@ return 0
 `
 
 // StoreAlert records an alert (JSON) of poi and puts it at the head of the
-// recent list; it reports whether it was new. For an erased POI it stores
-// nothing and returns ErrErased.
-func (s *Store) StoreAlert(ctx context.Context, alertID, poi string, alertJSON []byte, ttl time.Duration) (bool, error) {
-	n, err := s.storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent(), s.keys.Tombstone(poi)},
-		alertJSON, ttl.Milliseconds(), maxRecentAlerts).Int()
+// recent list; it reports whether it was new. vec, the sighting's face, is
+// kept beside it for as long (a dismissal turns it into a negative, a
+// confirmation into a reference). For an erased POI it stores nothing and
+// returns ErrErased.
+func (s *Store) StoreAlert(ctx context.Context, alertID, poi string, alertJSON []byte, vec []float32, ttl time.Duration) (bool, error) {
+	n, err := s.storeAlertScript.Run(ctx, s.rdb, []string{s.keys.Alert(alertID), s.keys.AlertsRecent(), s.keys.Tombstone(poi), s.keys.AlertVector(alertID)},
+		alertJSON, ttl.Milliseconds(), MaxRecentAlerts, EncodeVector(vec)).Int()
 	if err != nil {
 		return false, fmt.Errorf("store alert %s: %w", alertID, err)
 	}
@@ -135,12 +138,29 @@ func (s *Store) DeleteAlerts(ctx context.Context) (int64, error) {
 	if err := s.rdb.Del(ctx, s.keys.AlertsRecent()).Err(); err != nil {
 		return deleted, fmt.Errorf("delete alerts list: %w", err)
 	}
+	// The faces kept beside the alerts go with them (not counted: the
+	// seed's deleted_count counts alert records).
+	vit := s.rdb.Scan(ctx, 0, s.keys.AlertVector("alert-*"), 500).Iterator()
+	var vecs []string
+	for vit.Next(ctx) {
+		vecs = append(vecs, vit.Val())
+	}
+	if err := vit.Err(); err != nil {
+		return deleted, fmt.Errorf("delete alert vectors: %w", err)
+	}
+	for len(vecs) > 0 {
+		n := min(len(vecs), 500)
+		if err := s.rdb.Del(ctx, vecs[:n]...).Err(); err != nil {
+			return deleted, fmt.Errorf("delete alert vectors: %w", err)
+		}
+		vecs = vecs[n:]
+	}
 	return deleted, nil
 }
 
 // AlertsOf returns the recent alerts of one POI (used to prove deletion).
 func (s *Store) AlertsOf(ctx context.Context, poi string) ([]json.RawMessage, error) {
-	all, err := s.RecentAlerts(ctx, maxRecentAlerts)
+	all, err := s.RecentAlerts(ctx, MaxRecentAlerts)
 	if err != nil {
 		return nil, err
 	}

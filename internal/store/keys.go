@@ -11,7 +11,10 @@ package store
 //	poi:{poi}:appearances           ZSET track_id by best match time     owner: alert  TTL: retention; entries older than retention trimmed at each write
 //	poi:{poi}:appearance:{track}    HASH similarity, best_match_time     owner: alert  TTL: retention
 //	alerts:recent                   LIST alert JSON, newest first        owner: alert  TTL: none, trimmed
-//	alert:{alert_id}                STRING alert JSON                    owner: alert  TTL: retention
+//	alert:{alert_id}                STRING alert JSON                    owner: alert, review (api) TTL: retention
+//	alert:vec:{alert_id}            STRING the sighting's face, float32 LE owner: alert TTL: retention
+//	poi:{poi}:negatives             HASH alert_id -> 16-digit expiry (unix ms, 0 = pinned) + float32 LE vector: faces dismissed as not the POI owner: review (api) TTL: the latest expiry; none while one is pinned (expired entries are dropped on every read and write)
+//	poi:{poi}:refseq                STRING last reference number given out owner: api  TTL: none
 //	alert:dedup:{track}:{poi}       STRING marker                        owner: alert  TTL: retention
 //	alertsent:{alert_id}            STRING marker: sent on MQTT          owner: alert  TTL: retention
 //	alert:cooldown:{poi}:{camera}   STRING marker                        owner: alert  TTL: cooldown
@@ -94,6 +97,15 @@ func (k Keys) Alert(id string) string { return k.k("alert", id) }
 
 // AlertPattern matches every alert record (for SCAN).
 func (k Keys) AlertPattern() string { return k.k("alert", "alert-*") }
+
+// AlertVector is the face of the sighting an alert was raised on.
+func (k Keys) AlertVector(id string) string { return k.k("alert", "vec", id) }
+
+// POINegatives holds the faces dismissed as not this POI.
+func (k Keys) POINegatives(id string) string { return k.k("poi", id, "negatives") }
+
+// POIRefSeq numbers a POI's references added after enrolment.
+func (k Keys) POIRefSeq(id string) string { return k.k("poi", id, "refseq") }
 
 // AlertSent marks an alert as delivered on MQTT.
 func (k Keys) AlertSent(id string) string { return k.k("alertsent", id) }

@@ -26,6 +26,12 @@ type POI struct {
 	Model     string
 	CreatedAt time.Time
 	Refs      []Ref
+	// ExpiresAt, when set, is when the expiry loop deactivates or erases
+	// the POI.
+	ExpiresAt time.Time
+	// RefsVersion counts the changes of the references since enrolment
+	// (0: as enrolled); it names their control event.
+	RefsVersion int64
 }
 
 // Ref is one reference face of a POI.
@@ -62,7 +68,18 @@ func parsePOI(m map[string]string) (POI, error) {
 	if err != nil {
 		return POI{}, fmt.Errorf("poi %s: created_at %q: %w", m["poi_id"], m["created_at"], err)
 	}
-	return POI{ID: m["poi_id"], Severity: m["severity"], Notes: m["notes"], Status: m["status"], Model: m["model"], CreatedAt: created}, nil
+	p := POI{ID: m["poi_id"], Severity: m["severity"], Notes: m["notes"], Status: m["status"], Model: m["model"], CreatedAt: created}
+	if v := m["expires_at"]; v != "" {
+		if p.ExpiresAt, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return POI{}, fmt.Errorf("poi %s: expires_at %q: %w", m["poi_id"], v, err)
+		}
+	}
+	if v := m["refs_version"]; v != "" {
+		if p.RefsVersion, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return POI{}, fmt.Errorf("poi %s: refs_version %q: %w", m["poi_id"], v, err)
+		}
+	}
+	return p, nil
 }
 
 // GetPOI returns a POI's metadata and reference vectors (without photos).

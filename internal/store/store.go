@@ -17,6 +17,7 @@ type Store struct {
 
 	claimScript, storeAlertScript, closeZoneScript, appearanceScript, markSentScript *redis.Script
 	createScript, beginEraseScript                                                   *redis.Script
+	updateAlertScript, negativeScript, refsScript                                    *redis.Script
 }
 
 // Open parses url and returns a Store. It does not wait for Redis: a Redis
@@ -33,7 +34,8 @@ func Open(url, prefix string) (*Store, error) {
 		claimScript: redis.NewScript(claimLua), storeAlertScript: redis.NewScript(storeAlertLua),
 		closeZoneScript: redis.NewScript(closeZoneLua), appearanceScript: redis.NewScript(appearanceLua),
 		markSentScript: redis.NewScript(markSentLua), createScript: redis.NewScript(createLua),
-		beginEraseScript: redis.NewScript(beginEraseLua)}, nil
+		beginEraseScript: redis.NewScript(beginEraseLua), updateAlertScript: redis.NewScript(updateAlertLua),
+		negativeScript: redis.NewScript(negativeLua), refsScript: redis.NewScript(refsLua)}, nil
 }
 
 // Keys is the key layout.

@@ -67,7 +67,7 @@ func TestAlertClaimsDedupCooldownAndReplay(t *testing.T) {
 	}
 	for _, id := range []string{"alert-1", "alert-2"} {
 		for range 2 { // the second store of the same alert is a no-op
-			if _, err := s.StoreAlert(ctx, id, "poi-1", []byte(`{"alert_id":"`+id+`","poi_id":"poi-1"}`), day); err != nil {
+			if _, err := s.StoreAlert(ctx, id, "poi-1", []byte(`{"alert_id":"`+id+`","poi_id":"poi-1"}`), nil, day); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,8 +96,8 @@ func TestDeletePOILeavesNoKeyNamingIt(t *testing.T) {
 	if _, _, err := s.ClaimAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", "cam:c:1", p.ID, "c", time.Hour, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", p.ID, []byte(`{"poi_id":"poi-0000abcd"}`), time.Hour)
-	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000ffff-1", "poi-0000ffff", []byte(`{"poi_id":"poi-0000ffff"}`), time.Hour)
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000abcd-1", p.ID, []byte(`{"poi_id":"poi-0000abcd"}`), nil, time.Hour)
+	s.StoreAlert(ctx, "alert-20260101-000000-poi-0000ffff-1", "poi-0000ffff", []byte(`{"poi_id":"poi-0000ffff"}`), nil, time.Hour)
 	s.RecordAppearance(ctx, p.ID, Appearance{TrackID: "cam:c:1", Similarity: 0.9, BestTime: time.Now()}, time.Hour)
 	got, err := s.GetPOI(ctx, p.ID)
 	if err != nil || len(got.Refs) != 1 || got.Refs[0].Vector[0] != 1 {

@@ -110,21 +110,9 @@ func (p *POIIndex) Add(poiID string, refs []Ref) error {
 	if poiID == "" {
 		return fmt.Errorf("poi index add: empty POI id")
 	}
-	vecs := make([]float32, 0, len(refs)*p.model.Dim)
-	seen := make(map[string]bool, len(refs))
-	for i, r := range refs {
-		if r.EmbeddingID == "" {
-			return fmt.Errorf("poi index add %s: reference %d has no embedding id", poiID, i)
-		}
-		if seen[r.EmbeddingID] {
-			return fmt.Errorf("poi index add %s: embedding %s given twice", poiID, r.EmbeddingID)
-		}
-		seen[r.EmbeddingID] = true
-		v, err := normalize(p.model, r.Vector)
-		if err != nil {
-			return fmt.Errorf("poi index add %s/%s: %w", poiID, r.EmbeddingID, err)
-		}
-		vecs = append(vecs, v...)
+	vecs, err := p.prepare(poiID, refs)
+	if err != nil {
+		return err
 	}
 	if len(refs) == 0 {
 		return nil
@@ -167,6 +155,30 @@ func (p *POIIndex) Add(poiID string, refs []Ref) error {
 	return nil
 }
 
+// prepare checks references and returns their normalised vectors.
+func (p *POIIndex) prepare(poiID string, refs []Ref) ([]float32, error) {
+	if poiID == "" {
+		return nil, fmt.Errorf("poi index: empty POI id")
+	}
+	vecs := make([]float32, 0, len(refs)*p.model.Dim)
+	seen := make(map[string]bool, len(refs))
+	for i, r := range refs {
+		if r.EmbeddingID == "" {
+			return nil, fmt.Errorf("poi index add %s: reference %d has no embedding id", poiID, i)
+		}
+		if seen[r.EmbeddingID] {
+			return nil, fmt.Errorf("poi index add %s: embedding %s given twice", poiID, r.EmbeddingID)
+		}
+		seen[r.EmbeddingID] = true
+		v, err := normalize(p.model, r.Vector)
+		if err != nil {
+			return nil, fmt.Errorf("poi index add %s/%s: %w", poiID, r.EmbeddingID, err)
+		}
+		vecs = append(vecs, v...)
+	}
+	return vecs, nil
+}
+
 // remember records a stored reference in the maps; the caller holds mu.
 func (p *POIIndex) remember(id int64, poiID, embID string) {
 	p.refs[id] = poiRef{poiID: poiID, embeddingID: embID}
@@ -198,6 +210,56 @@ func (p *POIIndex) recomputeMaxRefs() {
 	for _, ids := range p.byPOI {
 		p.maxRefs = max(p.maxRefs, len(ids))
 	}
+}
+
+// Replace makes refs the whole set of poiID's references in one step
+// under the lock, so a search never sees a POI whose photos changed
+// without any. Invalid input changes nothing; an empty refs removes the POI.
+func (p *POIIndex) Replace(poiID string, refs []Ref) error {
+	vecs, err := p.prepare(poiID, refs)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idx == nil {
+		return fmt.Errorf("poi index replace: %w", ErrClosed)
+	}
+	for _, r := range refs {
+		if id, ok := p.byEmb[r.EmbeddingID]; ok {
+			if owner := p.refs[id].poiID; owner != poiID {
+				return fmt.Errorf("poi index replace %s: embedding %s belongs to POI %s", poiID, r.EmbeddingID, owner)
+			}
+		}
+	}
+	if ids := slices.Clone(p.byPOI[poiID]); len(ids) > 0 {
+		if _, err := p.idx.Remove(ids...); err != nil {
+			return fmt.Errorf("poi index replace %s: %w", poiID, err)
+		}
+		for _, id := range ids {
+			p.forget(id)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	return p.insert(poiID, refs, vecs)
+}
+
+// insert adds validated references; the caller holds mu.
+func (p *POIIndex) insert(poiID string, refs []Ref, vecs []float32) error {
+	ids := make([]int64, len(refs))
+	for i := range ids {
+		ids[i] = p.nextID
+		p.nextID++
+	}
+	if err := p.idx.Add(ids, vecs); err != nil {
+		return fmt.Errorf("poi index add %s: %w", poiID, err)
+	}
+	for i, r := range refs {
+		p.remember(ids[i], poiID, r.EmbeddingID)
+	}
+	return nil
 }
 
 // Holds returns how many FAISS ids of this index belong to poiID.

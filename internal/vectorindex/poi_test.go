@@ -320,3 +320,42 @@ func TestPOIUseAfterClose(t *testing.T) {
 		t.Errorf("rebuild: %v", err)
 	}
 }
+
+// TestPOIReplace: Replace makes the given references the POI's whole set
+// (a reference left out is gone), refuses another POI's embedding id
+// without changing anything, and an empty set removes the POI.
+func TestPOIReplace(t *testing.T) {
+	f := newFaceLike(4, testModel.Dim, 50, 0.8)
+	p := mustPOI(t, testModel)
+	a, b, c := f.sample(0), f.sample(1), f.sample(2)
+	if err := p.Add("poi-a", []Ref{{EmbeddingID: "a1", Vector: a}, {EmbeddingID: "a2", Vector: b}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Add("poi-b", []Ref{{EmbeddingID: "b1", Vector: c}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Replace("poi-a", []Ref{{EmbeddingID: "a2", Vector: b}, {EmbeddingID: "a3", Vector: c}}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Holds("poi-a") != 2 || p.Count() != 3 {
+		t.Fatalf("after replace: poi-a holds %d, index %d", p.Holds("poi-a"), p.Count())
+	}
+	hits, _ := p.Search(a, 2)
+	for _, h := range hits {
+		if h.EmbeddingID == "a1" {
+			t.Fatal("the reference left out is still found")
+		}
+	}
+	if err := p.Replace("poi-a", []Ref{{EmbeddingID: "b1", Vector: a}}); err == nil {
+		t.Fatal("took another POI's embedding id")
+	}
+	if p.Holds("poi-a") != 2 || p.Holds("poi-b") != 1 {
+		t.Fatalf("a refused replace changed the index: %d %d", p.Holds("poi-a"), p.Holds("poi-b"))
+	}
+	if err := p.Replace("poi-a", []Ref{{EmbeddingID: "bad", Vector: []float32{1}}}); err == nil || p.Holds("poi-a") != 2 {
+		t.Fatalf("a bad vector: %v, holds %d", err, p.Holds("poi-a"))
+	}
+	if err := p.Replace("poi-a", nil); err != nil || p.Holds("poi-a") != 0 || p.POICount() != 1 {
+		t.Fatalf("empty replace: %v, holds %d", err, p.Holds("poi-a"))
+	}
+}

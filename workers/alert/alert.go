@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"poi/internal/erasure"
 	"poi/internal/metrics"
+	"poi/internal/review"
 	"poi/internal/store"
 	"poi/internal/vectorindex"
 	"poi/streams"
@@ -33,7 +35,15 @@ type Config struct {
 	MatchThreshold float64
 	Cooldown       time.Duration
 	Retention      time.Duration
+	// NegativeMargin: a sighting alerts for a POI only if it is closer to
+	// the POI's references than to each of its negatives (faces dismissed
+	// as not the POI) by more than this.
+	NegativeMargin float64
 }
+
+// candidates is how many POIs a face is checked against: the best one may
+// be inactive or vetoed by its negatives, and the next one still alert.
+const candidates = 4
 
 // Publisher sends an alert to MQTT listeners.
 type Publisher interface {
@@ -124,24 +134,43 @@ func (s *Stage) Handle(ctx context.Context, msg jetstream.Msg) error {
 
 // face checks one face of a sighting against the POI index.
 func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.SightedFace) error {
-	hits, err := s.index.Search(f.Embedding, 1)
+	hits, err := s.index.Search(f.Embedding, candidates)
 	if err != nil {
 		return pool.Permanent("bad_vector", fmt.Errorf("alert: search: %w", err))
 	}
-	if len(hits) == 0 || float64(hits[0].Similarity) < s.cfg.MatchThreshold {
+	var (
+		hit vectorindex.POIHit
+		poi store.POI
+		key string
+	)
+	for _, h := range hits {
+		if float64(h.Similarity) < s.cfg.MatchThreshold {
+			return nil // hits come best first: none further matches
+		}
+		key = f.TrackID + "\x00" + h.POIID
+		if s.isSettled(key, h.Similarity) {
+			return nil
+		}
+		p, negs, err := s.store.POIForAlert(ctx, h.POIID, time.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted since this replica last heard: no alert for it
+		}
+		if err != nil {
+			return err
+		}
+		if p.Status == store.StatusInactive {
+			continue
+		}
+		if !review.Passes(h.Similarity, negativeSimilarities(f.Embedding, negs), s.cfg.NegativeMargin) {
+			s.m.Rejected.WithLabelValues("alert", "negative").Inc()
+			s.log.Debug("match vetoed by a dismissed face", "poi_id", p.ID, "track", f.TrackID, "similarity", h.Similarity)
+			continue
+		}
+		hit, poi = h, p
+		break
+	}
+	if poi.ID == "" {
 		return nil
-	}
-	hit := hits[0]
-	key := f.TrackID + "\x00" + hit.POIID
-	if s.isSettled(key, hit.Similarity) {
-		return nil
-	}
-	poi, err := s.store.GetPOI(ctx, hit.POIID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // deleted since this replica last heard: no alert for it
-	}
-	if err != nil {
-		return err
 	}
 	s.at(pointLookedUp)
 	// From here on the POI may be erased at any moment. Every Redis write
@@ -194,7 +223,7 @@ func (s *Stage) face(ctx context.Context, sg *streams.Sighting, f streams.Sighte
 	if err != nil {
 		return fmt.Errorf("alert: encode: %w", err)
 	}
-	isNew, err := s.store.StoreAlert(ctx, id, poi.ID, body, s.cfg.Retention)
+	isNew, err := s.store.StoreAlert(ctx, id, poi.ID, body, f.Embedding, s.cfg.Retention)
 	if errors.Is(err, store.ErrErased) {
 		return s.erased(poi.ID)
 	}
@@ -272,6 +301,37 @@ func (s *Stage) at(point string) {
 	if s.hook != nil {
 		s.hook(point)
 	}
+}
+
+// negativeSimilarities are the cosine similarities of face to each
+// negative (vectors are stored L2-normalised by the embedder; they are
+// normalised again here so a stored vector of another scale cannot skew
+// the comparison).
+func negativeSimilarities(face []float32, negs []store.Negative) []float32 {
+	if len(negs) == 0 {
+		return nil
+	}
+	out := make([]float32, 0, len(negs))
+	for _, n := range negs {
+		out = append(out, cosine(face, n.Vector))
+	}
+	return out
+}
+
+func cosine(a, b []float32) float32 {
+	if len(a) != len(b) {
+		return -1 // another model's vector: never closer than a reference
+	}
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	if na == 0 || nb == 0 {
+		return -1
+	}
+	return float32(dot / math.Sqrt(na*nb))
 }
 
 func round(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }
