@@ -38,6 +38,8 @@ type enrolledImage struct {
 	FaceBBox      []int  `json:"face_bbox,omitempty"`
 	EmbeddingID   string `json:"embedding_id,omitempty"`
 	Rejected      string `json:"rejected,omitempty"`
+	// PhotoURL serves the aligned face the engine used for this photo.
+	PhotoURL string `json:"photo_url,omitempty"`
 }
 
 type poiBody struct {
@@ -170,7 +172,7 @@ func (s *Server) createPOI(c *gin.Context) {
 		eid := store.EmbeddingID(id, len(poi.Refs)+1)
 		poi.Refs = append(poi.Refs, store.Ref{EmbeddingID: eid, Vector: used.Embedding, Photo: used.Thumb})
 		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(used.Embedding)})
-		img.FacesDetected, img.FaceBBox, img.EmbeddingID = len(rep.Faces), used.Box[:], eid
+		img.FacesDetected, img.FaceBBox, img.EmbeddingID, img.PhotoURL = len(rep.Faces), used.Box[:], eid, photoURL(id, eid)
 		body.Images = append(body.Images, img)
 	}
 	if len(poi.Refs) == 0 {

@@ -1,0 +1,209 @@
+package api_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"poi/internal/stacktest"
+	"poi/internal/testenv"
+)
+
+// The console's tests drive Debian's chromium (scripts/setup.sh installs
+// it) through the pages as an operator would, against the real stack with
+// access control on.
+
+// browserDeadline bounds one test's browser session: every wait below is
+// on a condition, and this is the most any of them may take.
+const browserDeadline = 3 * time.Minute
+
+// browser starts a headless chromium at a fixed window size and returns a
+// context to run actions in. A script error on the page fails the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	exe := os.Getenv("POI_CHROMIUM")
+	if exe == "" {
+		for _, name := range []string{"chromium", "chromium-browser"} {
+			if p, err := exec.LookPath(name); err == nil {
+				exe = p
+				break
+			}
+		}
+	}
+	if exe == "" {
+		t.Fatal("no chromium on PATH: run scripts/setup.sh (it installs Debian's chromium) or set POI_CHROMIUM")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1440, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, browserDeadline)
+	done := make(chan struct{})
+	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc(); <-done })
+	msgs := chromedp.Console(ctx)
+	go func() {
+		defer close(done)
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case chromedp.ConsoleException:
+				t.Errorf("script error on the page: %s (%s:%d)", m.Text, m.URL, m.Line+1)
+			case chromedp.ConsoleError:
+				t.Logf("console error: %s (%s)", m.Text, m.URL)
+			}
+		}
+	}()
+	// The window's size includes no browser chrome when headless, but the
+	// viewport is pinned too, so screenshots are 1440x900 whatever the build.
+	steps(t, ctx, chromedp.EmulateViewport(1440, 900))
+	return ctx
+}
+
+// steps runs actions and fails the test on the first error.
+func steps(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	return v
+}
+
+// until waits for a JavaScript expression to be true on the page.
+func until(expr string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[bool](expr)(ctx, tg)
+		return chromedp.Void{}, err
+	}
+}
+
+// visible waits for the element sel to be shown.
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
+
+// login signs in on the console's page with key and waits for the shell.
+func login(t *testing.T, ctx context.Context, base, key string) {
+	t.Helper()
+	steps(t, ctx,
+		chromedp.Navigate(base+"/"),
+		visible("#login-key"),
+		chromedp.SendKeys(chromedp.CSS("#login-key"), key),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		visible("#shell"),
+		visible("#feed-state"),
+	)
+}
+
+// screenshot saves the page as it is under the test-output folder
+// ($POI_TEST_OUTPUT, else test-output/ at the repository root).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("POI_TEST_OUTPUT")
+	if dir == "" {
+		dir = filepath.Join(testenv.RepoRoot(t), "test-output")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	png := get(t, ctx, chromedp.CaptureScreenshot())
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// imagesLoaded waits until every image matching sel has decoded.
+func imagesLoaded(sel string) chromedp.Action[chromedp.Void] {
+	return until(`(() => { const xs = [...document.querySelectorAll(` + jsString(sel) + `)]; return xs.length > 0 && xs.every((i) => i.complete && i.naturalWidth > 0); })()`)
+}
+
+func jsString(s string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `'`, `\'`) + "'"
+}
+
+func TestConsoleLogsInAndEnrollsByUpload(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Auth: true})
+	ctx := browser(t)
+	blank := filepath.Join(t.TempDir(), "empty-room.jpg")
+	if err := os.WriteFile(blank, blankJPEG(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// A wrong key is refused on the page, with a reason.
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/"),
+		visible("#login-key"),
+		chromedp.SendKeys(chromedp.CSS("#login-key"), "poi_not-a-key"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		visible("#login-error"),
+	)
+	login(t, ctx, s.URL, s.AdminKey)
+	// The key is nowhere the page's scripts could read it back.
+	stored := get(t, ctx, chromedp.Evaluate[string](`JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie + location.href`))
+	if strings.Contains(stored, s.AdminKey) {
+		t.Fatalf("the API key is readable by the page: %s", stored)
+	}
+
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/watchlist"),
+		visible("#poi-grid .state-empty"),
+	)
+	if got := get(t, ctx, chromedp.Text(chromedp.CSS("#poi-grid .state-empty h3"))); got != "The watchlist is empty" {
+		t.Errorf("the empty watchlist says %q", got)
+	}
+	steps(t, ctx,
+		chromedp.Click(chromedp.CSS("#enroll-open")),
+		visible("#enroll-form"),
+		// Two photos of one person and one without a face: the page shows
+		// which face was used in each and why the last was not.
+		chromedp.SetUploadFiles(chromedp.CSS("#enroll-files"), []string{testenv.Photo(t, "franck_01829.jpg"), testenv.Photo(t, "franck_02045.jpg"), blank}),
+		visible("#enroll-previews li:nth-child(3) img"),
+		chromedp.SetValue(chromedp.CSS("#enroll-severity"), "high"),
+		chromedp.SendKeys(chromedp.CSS("#enroll-notes"), "Seen near the loading bay, case 4411"),
+		chromedp.Click(chromedp.CSS("#enroll-submit")),
+		visible("#enroll-done"),
+		imagesLoaded("#enroll-done .engine-face"),
+	)
+	poi := get(t, ctx, chromedp.AttributeValue(chromedp.CSS("#enroll-done"), "data-poi-id")).Value
+	used := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#enroll-done .face-result.used .bbox').length`))
+	rejected := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#enroll-done .face-result.rejected').length`))
+	why := get(t, ctx, chromedp.Text(chromedp.CSS("#enroll-done .face-result.rejected .why")))
+	if !strings.HasPrefix(poi, "poi-") || used != 2 || rejected != 1 || !strings.Contains(why, "no face found") {
+		t.Fatalf("enrolment shows POI %q with %d faces used, %d photos rejected (%q)", poi, used, rejected, why)
+	}
+	// The list shows the new POI with its thumbnail.
+	card := `#poi-grid a.poi-card[data-poi-id="` + poi + `"]`
+	steps(t, ctx, visible(card), imagesLoaded(card+" img"))
+	if got := get(t, ctx, chromedp.Text(chromedp.CSS(card+" .notes"))); got != "Seen near the loading bay, case 4411" {
+		t.Errorf("the card's notes %q", got)
+	}
+	// The server agrees.
+	r := call(t, "GET", s.URL+"/api/v1/poi/"+poi, s.AdminKey, "", nil)
+	if r.code != 200 || r.json(t)["severity"] != "high" {
+		t.Fatalf("GET the enrolled POI: %d %s", r.code, r.body)
+	}
+	screenshot(t, ctx, "console-enroll")
+}
