@@ -207,3 +207,60 @@ func TestConsoleLogsInAndEnrollsByUpload(t *testing.T) {
 	}
 	screenshot(t, ctx, "console-enroll")
 }
+
+// enrollAs enrolls photos through the API with key and returns the POI id.
+func enrollAs(t *testing.T, s *stacktest.Stack, key string, fields map[string]string, photos ...string) string {
+	t.Helper()
+	var files []file
+	for _, p := range photos {
+		files = append(files, photo(t, p))
+	}
+	ctype, body := multipartOf(t, files, fields)
+	r := call(t, "POST", s.URL+"/api/v1/poi", key, ctype, body)
+	if r.code != 201 {
+		t.Fatalf("enroll %v: %d %s", photos, r.code, r.body)
+	}
+	return r.json(t)["poi_id"].(string)
+}
+
+// franckFrames are frames of the person enrolled with franck_01829.jpg.
+var franckFrames = []string{"franck_02045.jpg", "franck_02159.jpg", "franck_02221.jpg", "franck_02683.jpg", "franck_02888.jpg"}
+
+func TestConsoleShowsLiveAlertsWithoutReloading(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Auth: true})
+	poi := enrollAs(t, s, s.AdminKey, map[string]string{"severity": "high", "description": "Wanted for questioning"}, "franck_01829.jpg")
+	ctx := browser(t)
+	login(t, ctx, s.URL, s.AdminKey)
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/alerts"),
+		visible("#alert-list .state-empty"),
+		until(`document.getElementById('feed-state').textContent.includes('connected')`),
+		// A mark on this page: it is still there after the alert shows, so
+		// the alert came without a reload.
+		chromedp.Evaluate[chromedp.Void](`window.__samePage = true`),
+	)
+	publishFrames(t, s, "lobby-east", time.Now().UTC().Add(-5*time.Second), franckFrames...)
+	card := `#alert-list .alert-card[data-poi-id="` + poi + `"]`
+	steps(t, ctx,
+		visible(card),
+		imagesLoaded(card+" img"),
+		visible("#toasts .toast-high"),
+		until(`window.__samePage === true`),
+	)
+	text := get(t, ctx, chromedp.Text(chromedp.CSS(card)))
+	for _, want := range []string{"HIGH", poi, "lobby-east", "Similarity", "%", "Wanted for questioning"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the alert card lacks %q: %q", want, text)
+		}
+	}
+	// The high-severity cue fired, and can be switched off.
+	if !get(t, ctx, chromedp.Evaluate[bool](`document.body.classList.contains('flash')`)) {
+		t.Error("a high-severity alert did not flash the screen")
+	}
+	steps(t, ctx, chromedp.Click(chromedp.CSS("#cue-toggle")))
+	if got := get(t, ctx, chromedp.Evaluate[string](`localStorage.getItem('poi.cue')`)); got != "off" {
+		t.Errorf("the cue switch stored %q", got)
+	}
+	steps(t, ctx, chromedp.Click(chromedp.CSS("#cue-toggle")))
+	screenshot(t, ctx, "console-live-alert")
+}
