@@ -264,3 +264,113 @@ func TestConsoleShowsLiveAlertsWithoutReloading(t *testing.T) {
 	steps(t, ctx, chromedp.Click(chromedp.CSS("#cue-toggle")))
 	screenshot(t, ctx, "console-live-alert")
 }
+
+// seenFranck enrolls the person of franck_01829.jpg, has a camera see them
+// and waits until the alert is stored: the state the search tests start from.
+func seenFranck(t *testing.T, s *stacktest.Stack) string {
+	t.Helper()
+	poi := enrollAs(t, s, s.AdminKey, map[string]string{"severity": "medium", "description": "Repeat visitor, case 7720"}, "franck_01829.jpg")
+	publishFrames(t, s, "atrium-north", time.Now().UTC().Add(-10*time.Minute), franckFrames...)
+	stacktest.Eventually(t, time.Minute, "the alert stored", func() bool {
+		r := call(t, "GET", s.URL+"/api/v1/alerts", s.AdminKey, "", nil)
+		return r.code == 200 && strings.Contains(string(r.body), poi)
+	})
+	return poi
+}
+
+func TestConsoleSearchesByPhotoAndDeletes(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Auth: true})
+	poi := seenFranck(t, s)
+	ctx := browser(t)
+	login(t, ctx, s.URL, s.AdminKey)
+
+	// Another photo of the same person, over the last hour.
+	app := `#search-result .appearance[data-track-id]`
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/search"),
+		visible("#search-form"),
+		chromedp.SetUploadFiles(chromedp.CSS("#search-file"), []string{testenv.Photo(t, "franck_03909.jpg")}),
+		visible(".search-preview img"),
+		chromedp.Click(chromedp.CSS("#range-hour")),
+		chromedp.Click(chromedp.CSS("#search-submit")),
+		visible(app),
+		imagesLoaded(app+" img.entry-frame"),
+		imagesLoaded(app+" img.exit-frame"),
+		visible("#search-result .timeline .tl-span"),
+	)
+	stage := get(t, ctx, chromedp.AttributeValue(chromedp.CSS("#search-stage"), "data-stage")).Value
+	head := get(t, ctx, chromedp.Text(chromedp.CSS("#search-stage")))
+	card := get(t, ctx, chromedp.Text(chromedp.CSS(app)))
+	if stage != "poi_index" || !strings.Contains(head, poi) || !strings.Contains(card, "atrium-north") || !strings.Contains(card, "similarity") {
+		t.Fatalf("search shows stage %q, %q, %q", stage, head, card)
+	}
+	screenshot(t, ctx, "console-search")
+
+	// The POI's page: references, the appearance, the alert history.
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/poi/"+poi),
+		visible("#poi-title"),
+		imagesLoaded(".refs img"),
+		visible(".appearances .appearance"),
+		visible(`.alert-card[data-poi-id="`+poi+`"]`),
+	)
+	screenshot(t, ctx, "console-poi")
+
+	// Delete, confirmed in a dialog: the POI is gone from the list and the API.
+	steps(t, ctx,
+		chromedp.Click(chromedp.CSS("#poi-delete")),
+		visible("dialog #dlg-confirm"),
+		chromedp.Click(chromedp.CSS("dialog #dlg-confirm")),
+		until(`location.hash === '#/watchlist'`),
+		visible("#poi-grid .state-empty"),
+	)
+	if r := call(t, "GET", s.URL+"/api/v1/poi/"+poi, s.AdminKey, "", nil); r.code != 404 {
+		t.Fatalf("GET the deleted POI: %d %s", r.code, r.body)
+	}
+	screenshot(t, ctx, "console-deleted")
+}
+
+func TestConsoleViewerCannotEnrollOrDelete(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Auth: true})
+	viewer := createKey(t, s, s.AdminKey, "wall-display", "viewer")
+	poi := enrollAs(t, s, s.AdminKey, map[string]string{"severity": "low", "description": "Shown to a viewer"}, "franck_01829.jpg")
+	ctx := browser(t)
+	login(t, ctx, s.URL, viewer)
+
+	card := `#poi-grid a.poi-card[data-poi-id="` + poi + `"]`
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/watchlist"),
+		visible(card),
+		imagesLoaded(card+" img"),
+	)
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#enroll-open, #enroll-form').length`)); n != 0 {
+		t.Errorf("a viewer sees %d enrolment controls", n)
+	}
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/poi/"+poi),
+		visible("#poi-title"),
+	)
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#poi-delete').length`)); n != 0 {
+		t.Errorf("a viewer sees the delete button")
+	}
+	steps(t, ctx, chromedp.Navigate(s.URL+"/#/search"), visible("#search-form"), visible(".notice"))
+	if !get(t, ctx, chromedp.Evaluate[bool](`document.getElementById('search-submit').disabled`)) {
+		t.Error("a viewer can press Search")
+	}
+	// The server refuses what the page hides, even with the session's own
+	// CSRF token: the role is enforced there, not here.
+	for what, js := range map[string]string{
+		"enroll": `(() => { const f = new FormData(); f.append('images', new Blob([new Uint8Array([255, 216, 255])], {type: 'image/jpeg'}), 'x.jpg');
+			return fetch('/api/v1/poi', {method: 'POST', body: f, headers: {'X-CSRF-Token': sessionStorage.getItem('poi.csrf')}}).then((r) => r.status); })()`,
+		"delete": `fetch('/api/v1/poi/` + poi + `', {method: 'DELETE', headers: {'X-CSRF-Token': sessionStorage.getItem('poi.csrf')}}).then((r) => r.status)`,
+	} {
+		if code := get(t, ctx, chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise)); code != 403 {
+			t.Errorf("a viewer's %s from the page: %d, want 403", what, code)
+		}
+	}
+	if r := call(t, "GET", s.URL+"/api/v1/poi/"+poi, s.AdminKey, "", nil); r.code != 200 {
+		t.Fatalf("the POI after the viewer's attempts: %d", r.code)
+	}
+	steps(t, ctx, chromedp.Navigate(s.URL+"/#/watchlist"), visible(card), imagesLoaded(card+" img"))
+	screenshot(t, ctx, "console-viewer")
+}

@@ -64,10 +64,10 @@ export function mount(root, app) {
     try { out.replaceChildren(results(await api('/api/v1/search', { method: 'POST', form: fd }))); } catch (err) { out.replaceChildren(errorState(err)); }
     submit.disabled = false;
   });
-  root.append(h('div', { class: 'view-head' }, h('h1', {}, 'Search')),
+  root.append(...[h('div', { class: 'view-head' }, h('h1', {}, 'Search')),
     h('p', { class: 'muted lead' }, 'The watchlist is searched first; a photo of someone not on it is looked for among every face seen (stage 2).'),
     !canSearch && h('p', { class: 'notice', role: 'note' }, 'Searching needs the operator role; your key is a viewer.'),
-    form, out);
+    form, out].filter(Boolean));
 }
 
 function results(r) {

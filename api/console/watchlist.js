@@ -25,7 +25,8 @@ function list(root, app, signal) {
     } }, '+ Enroll a person');
   root.append(
     h('div', { class: 'view-head' }, h('h1', {}, 'Watchlist'),
-      h('div', { class: 'filters' }, h('label', { for: 'poi-filter' }, 'Filter'), q, h('label', { for: 'poi-sev' }, 'Severity'), sev), enrollBtn),
+      h('div', { class: 'filters' }, h('label', { for: 'poi-filter' }, 'Filter'), q, h('label', { for: 'poi-sev' }, 'Severity'), sev),
+      enrollBtn || h('span', { class: 'pill readonly', role: 'note' }, 'Read-only: enrolling needs the operator role')),
     panel, grid);
   let pois = null, failure = null;
   function render() {
@@ -174,7 +175,8 @@ function detail(root, app, id, signal) {
             h('ul', { class: 'appearances' }, apps.map((a) => h('li', { class: 'appearance' },
               img(a.thumbnail_url, `Face on ${a.camera_id}`, 'face'),
               h('div', {}, h('strong', {}, a.camera_id), h('div', { class: 'small' }, fmtTime(a.best_match_time)), h('div', { class: 'small' }, `similarity ${pct(a.similarity)}`)),
-              img(a.entry_frame_url, `Entry frame on ${a.camera_id}`, 'frame'), img(a.last_seen_frame_url, `Last frame on ${a.camera_id}`, 'frame'))))]
+              h('figure', {}, img(a.entry_frame_url, `Entry frame on ${a.camera_id}`, 'frame'), h('figcaption', {}, 'Entry')),
+              h('figure', {}, img(a.last_seen_frame_url, `Last frame on ${a.camera_id}`, 'frame'), h('figcaption', {}, 'Last seen')))))]
             : empty('Not seen yet', 'No camera has matched this person within the retention period.'))),
       h('section', { class: 'panel', 'aria-labelledby': 'hist-h' }, h('h2', { id: 'hist-h' }, 'Alert history'),
         act.alerts.length ? h('div', { class: 'alert-list' }, act.alerts.map((a) => alertCard(a, app))) : empty('No alerts', 'This person has raised no alert.')));
