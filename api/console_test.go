@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,4 +374,40 @@ func TestConsoleViewerCannotEnrollOrDelete(t *testing.T) {
 	}
 	steps(t, ctx, chromedp.Navigate(s.URL+"/#/watchlist"), visible(card), imagesLoaded(card+" img"))
 	screenshot(t, ctx, "console-viewer")
+}
+
+func TestConsoleShowsCamerasAndSystem(t *testing.T) {
+	// Tracks stay open through the test, so the camera wall has faces.
+	s := stacktest.Start(t, stacktest.Options{Auth: true, Env: []string{"POI_PIPELINE_TRACK_SILENCE=10m"}})
+	publishFrames(t, s, "gate-2", time.Now().UTC().Add(-3*time.Second), franckFrames...)
+	ctx := browser(t)
+	login(t, ctx, s.URL, s.AdminKey)
+	card := `#cam-grid .cam-card[data-camera-id="gate-2"]`
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/cameras"),
+		visible(card),
+		imagesLoaded(card+" .cam-frame img"),
+		visible(card+" .bbox"),
+	)
+	text := get(t, ctx, chromedp.Text(chromedp.CSS(card)))
+	for _, want := range []string{"Frame rate", "fps", "Lag", "Open tracks1"} {
+		if !strings.Contains(strings.ReplaceAll(text, "\n", ""), want) {
+			t.Errorf("the camera card lacks %q: %q", want, text)
+		}
+	}
+	screenshot(t, ctx, "console-cameras")
+
+	stage := `#sys-stages .chart[data-stage="index"]`
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/system"),
+		visible(stage+" svg.spark"),
+		until(`document.getElementById('sys-status').textContent.includes('running')`),
+	)
+	if got := get(t, ctx, chromedp.Text(chromedp.CSS("#sys-dead"))); got != "0" {
+		t.Errorf("dead-lettered shows %q, want 0", got)
+	}
+	if got := get(t, ctx, chromedp.Text(chromedp.CSS(stage))); !strings.Contains(got, fmt.Sprintf("%d processed", len(franckFrames))) {
+		t.Errorf("the index stage shows %q, want %d processed", got, len(franckFrames))
+	}
+	screenshot(t, ctx, "console-system")
 }

@@ -103,6 +103,7 @@ func (s *Server) routes() []route {
 		{get, "/api/v1/thumbnail/:object_id", auth.Viewer, "", s.thumbnail},
 		{get, "/api/v1/cameras", auth.Viewer, "", s.listCameras},
 		{get, "/api/v1/cameras/:camera_id", auth.Viewer, "", s.getCamera},
+		{get, "/api/v1/cameras/:camera_id/live", auth.Viewer, "", s.cameraLive},
 		{get, "/api/v1/alerts", auth.Viewer, "", s.listAlerts},
 		{del, "/api/v1/alerts", auth.Operator, "", s.deleteAlerts},
 		{get, "/api/v1/alerts/stream", auth.Viewer, "", s.alertStream},
