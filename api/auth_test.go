@@ -169,6 +169,7 @@ func routeCases(viewerKey string) map[string]routeCase {
 		"GET /api/v1/thumbnail/:object_id":             {auth.Viewer, "GET", "/api/v1/thumbnail/cam:x:1", "", none, 404},
 		"GET /api/v1/cameras":                          {auth.Viewer, "GET", "/api/v1/cameras", "", none, 200},
 		"GET /api/v1/cameras/:camera_id":               {auth.Viewer, "GET", "/api/v1/cameras/nope", "", none, 404},
+		"GET /api/v1/cameras/:camera_id/live":          {auth.Viewer, "GET", "/api/v1/cameras/nope/live", "", none, 404},
 		"GET /api/v1/alerts":                           {auth.Viewer, "GET", "/api/v1/alerts", "", none, 200},
 		"DELETE /api/v1/alerts":                        {auth.Operator, "DELETE", "/api/v1/alerts", "", none, 200},
 		// An endless stream cannot be read to its end: a bad resume point is
