@@ -207,6 +207,13 @@ func TestConsoleLogsInAndEnrollsByUpload(t *testing.T) {
 		t.Fatalf("GET the enrolled POI: %d %s", r.code, r.body)
 	}
 	screenshot(t, ctx, "console-enroll")
+
+	// Signing out ends the session on the server: the page is back at the
+	// login, and the old cookie no longer reads anything.
+	steps(t, ctx, chromedp.Click(chromedp.CSS("#logout")), visible("#login-key"))
+	if code := get(t, ctx, chromedp.Evaluate[int](`fetch('/api/v1/poi').then((r) => r.status)`, chromedp.EvalAwaitPromise)); code != 401 {
+		t.Errorf("after signing out the page reads the watchlist: %d", code)
+	}
 }
 
 // enrollAs enrolls photos through the API with key and returns the POI id.
