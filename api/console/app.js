@@ -66,14 +66,16 @@ function cue() {
 }
 
 let health = { status: '', down: [] };
+let healthTimer;
 async function pollHealth() {
+  clearTimeout(healthTimer);
   if (!app.session) return;
   try {
     const r = await fetch('/api/v1/status', { credentials: 'same-origin' });
     health = await r.json();
   } catch { health = { status: 'unreachable', down: ['api'] }; }
   renderHealth();
-  setTimeout(pollHealth, 5000);
+  healthTimer = setTimeout(pollHealth, 5000);
 }
 function renderHealth() {
   const live = app.feed?.state === 'open';
