@@ -417,4 +417,17 @@ func TestConsoleShowsCamerasAndSystem(t *testing.T) {
 		t.Errorf("the index stage shows %q, want %d processed", got, len(franckFrames))
 	}
 	screenshot(t, ctx, "console-system")
+
+	// Redis goes down: a view that needs it says so, naming it, and the
+	// health pill turns.
+	s.Redis.Stop()
+	steps(t, ctx,
+		chromedp.Navigate(s.URL+"/#/watchlist"),
+		visible("#poi-grid .state-error"),
+		until(`document.querySelector('#health .pill').textContent.includes('degraded')`),
+	)
+	if got := get(t, ctx, chromedp.Text(chromedp.CSS("#poi-grid .state-error"))); !strings.Contains(got, "A dependency is unavailable") || !strings.Contains(got, "redis unreachable") {
+		t.Errorf("the watchlist while Redis is down says %q", got)
+	}
+	screenshot(t, ctx, "console-redis-down")
 }

@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -245,7 +246,15 @@ func (s *Server) internal(c *gin.Context, what string, err error) {
 	s.deps.Log.Error(what, "request_id", c.GetString(requestIDHeader), "error", err)
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) {
-		fail(c, http.StatusServiceUnavailable, "dependency unavailable", what+" failed: a backing service is unreachable (request "+c.GetString(requestIDHeader)+")")
+		// Which one is named, so that an operator knows what to restart:
+		// the same probe as GET /status, bounded the same way.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.deps.Config.API.DependencyTimeout)
+		defer cancel()
+		which := "a backing service is unreachable"
+		if down := s.down(ctx); len(down) > 0 {
+			which = strings.Join(down, " and ") + " unreachable"
+		}
+		fail(c, http.StatusServiceUnavailable, "dependency unavailable", what+" failed: "+which+" (request "+c.GetString(requestIDHeader)+")")
 		return
 	}
 	fail(c, http.StatusInternalServerError, "internal error", what+" failed (request "+c.GetString(requestIDHeader)+")")

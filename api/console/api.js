@@ -46,13 +46,14 @@ export async function api(path, { method = 'GET', json, form, signal } = {}) {
   return data;
 }
 
-/** downDependencies names what the service reports down (for a 503). */
-export async function downDependencies() {
+/** health is GET /status: {status, down}; down is named only to a caller
+ * the service can authenticate, which it cannot while Redis is down. */
+export async function health() {
   try {
     const r = await fetch('/api/v1/status', { credentials: 'same-origin' });
     const s = await r.json();
-    return s.down || [];
-  } catch { return ['the API itself']; }
+    return { status: s.status, down: s.down || [] };
+  } catch { return { status: 'unreachable', down: ['the API itself'] }; }
 }
 
 /** Roles in order: each allows what the ones before it do. */

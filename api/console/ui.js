@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the views: no framework, just elements.
-import { ApiError, downDependencies } from './api.js';
+import { ApiError, health } from './api.js';
 
 /** h builds an element: attributes (on* are listeners) and children. */
 export function h(tag, attrs = {}, ...children) {
@@ -64,8 +64,10 @@ export function errorState(err, retry) {
   if (err instanceof ApiError && err.status === 503) {
     const p = h('p', { class: 'down' }, 'Checking which dependency is down…');
     box.append(p);
-    downDependencies().then((down) => {
-      p.textContent = down.length ? `Down: ${down.join(', ')}. The console retries when you reload this view.` : 'Every dependency answers again: retry.';
+    health().then(({ status, down }) => {
+      if (down.length) p.textContent = `Down: ${down.join(', ')}. Retry once it is back.`;
+      else if (status === 'running') p.textContent = 'Every dependency answers again: retry.';
+      else p.textContent = `The service reports itself ${status}; the message above names what failed.`;
     });
   }
   if (retry) box.append(h('button', { type: 'button', class: 'btn', onclick: retry }, 'Retry'));
