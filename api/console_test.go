@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"poi/internal/stacktest"
 	"poi/internal/testenv"
@@ -110,8 +111,8 @@ func login(t *testing.T, ctx context.Context, base, key string) {
 	steps(t, ctx,
 		chromedp.Navigate(base+"/"),
 		visible("#login-key"),
-		chromedp.SendKeys(chromedp.CSS("#login-key"), key),
-		chromedp.Click(chromedp.CSS("#login-submit")),
+		// From the keyboard: the key, then Enter.
+		chromedp.SendKeys(chromedp.CSS("#login-key"), key+kb.Enter),
 		visible("#shell"),
 		visible("#feed-state"),
 	)
@@ -127,6 +128,14 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// Every control shown has a name a screen reader can say.
+	unnamed := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('input, select, textarea, button, a[href]')]
+		.filter((e) => e.getClientRects().length || e.classList.contains('visually-hidden'))
+		.filter((e) => !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim() || e.getAttribute('title')))
+		.map((e) => e.outerHTML.slice(0, 120))`))
+	for _, e := range unnamed {
+		t.Errorf("%s: a control without a label: %s", name, e)
 	}
 	png := get(t, ctx, chromedp.CaptureScreenshot())
 	path := filepath.Join(dir, name+".png")
