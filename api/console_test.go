@@ -280,6 +280,9 @@ func TestConsoleShowsLiveAlertsWithoutReloading(t *testing.T) {
 	}
 	steps(t, ctx, chromedp.Click(chromedp.CSS("#cue-toggle")))
 	screenshot(t, ctx, "console-live-alert")
+	// The same page on a 1080p wall display: the type scales up.
+	steps(t, ctx, chromedp.EmulateViewport(1920, 1080), until(`getComputedStyle(document.documentElement).fontSize === '18px'`), visible(card))
+	screenshot(t, ctx, "console-wall-1080p")
 }
 
 // seenFranck enrolls the person of franck_01829.jpg, has a camera see them
