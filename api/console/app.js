@@ -8,6 +8,7 @@ import * as alerts from './alerts.js';
 import * as search from './search.js';
 import * as cameras from './cameras.js';
 import * as system from './system.js';
+import { reviewActions } from './review.js';
 
 const views = { watchlist, alerts, search, cameras, system, poi: watchlist };
 const $ = (id) => document.getElementById(id);
@@ -28,6 +29,7 @@ function showLogin(message) {
 
 async function startShell(session) {
   app.session = session;
+  app.reviewActions = reviewActions(app);
   $('login-screen').hidden = true;
   $('shell').hidden = false;
   $('whoami').replaceChildren(h('span', { class: 'muted' }, 'Signed in as '), h('strong', {}, session.key_name), ' ', h('span', { class: `role role-${session.role}` }, session.role));
