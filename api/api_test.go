@@ -144,6 +144,14 @@ func TestEnrollListGetDelete(t *testing.T) {
 	if len(refs) != 1 || ref["vector_dim"].(float64) != 512 || !strings.HasPrefix(ref["embedding_id"].(string), "emb-") || len(ref) != 2 {
 		t.Fatalf("reference_images %v", refs)
 	}
+	// The face the engine used is served at the photo's photo_url, and as
+	// the POI's first reference photo.
+	img0 := first["images"].([]any)[0].(map[string]any)
+	if img0["photo_url"] != "/api/v1/poi/"+first["poi_id"].(string)+"/photos/"+ref["embedding_id"].(string) {
+		t.Fatalf("images[0] %v", img0)
+	}
+	stacktest.GetJPEG(t, s.URL+img0["photo_url"].(string))
+	stacktest.GetJPEG(t, s.URL+"/api/v1/poi/"+first["poi_id"].(string)+"/photo")
 
 	// Not a wait for anything: created_at has whole seconds and the list is
 	// newest first, so the second POI must be enrolled in a later second

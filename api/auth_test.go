@@ -153,12 +153,32 @@ func routeCases(viewerKey string) map[string]routeCase {
 	none := func() []byte { return nil }
 	n := 0
 	return map[string]routeCase{
-		"GET /api/v1/status":         {auth.Open, "GET", "/api/v1/status", "", none, 200},
-		"GET /api/v1/openapi.json":   {auth.Open, "GET", "/api/v1/openapi.json", "", none, 200},
-		"POST /api/v1/poi":           {auth.Operator, "POST", "/api/v1/poi", form, func() []byte { return body }, 422},
-		"GET /api/v1/poi":            {auth.Viewer, "GET", "/api/v1/poi", "", none, 200},
-		"GET /api/v1/poi/:poi_id":    {auth.Viewer, "GET", "/api/v1/poi/poi-00000000", "", none, 404},
-		"DELETE /api/v1/poi/:poi_id": {auth.Admin, "DELETE", "/api/v1/poi/poi-00000000", "", none, 404},
+		"GET /":                                        {auth.Open, "GET", "/", "", none, 200},
+		"GET /console/:file":                           {auth.Open, "GET", "/console/app.js", "", none, 200},
+		"GET /api/v1/status":                           {auth.Open, "GET", "/api/v1/status", "", none, 200},
+		"GET /api/v1/openapi.json":                     {auth.Open, "GET", "/api/v1/openapi.json", "", none, 200},
+		"POST /api/v1/poi":                             {auth.Operator, "POST", "/api/v1/poi", form, func() []byte { return body }, 422},
+		"GET /api/v1/poi":                              {auth.Viewer, "GET", "/api/v1/poi", "", none, 200},
+		"GET /api/v1/poi/:poi_id":                      {auth.Viewer, "GET", "/api/v1/poi/poi-00000000", "", none, 404},
+		"DELETE /api/v1/poi/:poi_id":                   {auth.Admin, "DELETE", "/api/v1/poi/poi-00000000", "", none, 404},
+		"GET /api/v1/poi/:poi_id/photo":                {auth.Viewer, "GET", "/api/v1/poi/poi-00000000/photo", "", none, 404},
+		"GET /api/v1/poi/:poi_id/photos/:embedding_id": {auth.Viewer, "GET", "/api/v1/poi/poi-00000000/photos/emb-00000000-1", "", none, 404},
+		"GET /api/v1/poi/:poi_id/activity":             {auth.Viewer, "GET", "/api/v1/poi/poi-00000000/activity", "", none, 404},
+		"POST /api/v1/search":                          {auth.Operator, "POST", "/api/v1/search", form, func() []byte { return body }, 422},
+		"GET /api/v1/frames/:encoded_key":              {auth.Viewer, "GET", "/api/v1/frames/eA", "", none, 404},
+		"GET /api/v1/thumbnail/:object_id":             {auth.Viewer, "GET", "/api/v1/thumbnail/cam:x:1", "", none, 404},
+		"GET /api/v1/cameras":                          {auth.Viewer, "GET", "/api/v1/cameras", "", none, 200},
+		"GET /api/v1/cameras/:camera_id":               {auth.Viewer, "GET", "/api/v1/cameras/nope", "", none, 404},
+		"GET /api/v1/cameras/:camera_id/live":          {auth.Viewer, "GET", "/api/v1/cameras/nope/live", "", none, 404},
+		"GET /api/v1/alerts":                           {auth.Viewer, "GET", "/api/v1/alerts", "", none, 200},
+		"DELETE /api/v1/alerts":                        {auth.Operator, "DELETE", "/api/v1/alerts", "", none, 200},
+		// An endless stream cannot be read to its end: a bad resume point is
+		// answered by the handler itself, past access control.
+		"GET /api/v1/alerts/stream": {auth.Viewer, "GET", "/api/v1/alerts/stream?last_event_id=x", "", none, 422},
+		"POST /api/v1/session":      {auth.Open, "POST", "/api/v1/session", "application/json", func() []byte { return jsonBody(map[string]string{"key": viewerKey}) }, 200},
+		"GET /api/v1/session":       {auth.Viewer, "GET", "/api/v1/session", "", none, 200},
+		"DELETE /api/v1/session":    {auth.Viewer, "DELETE", "/api/v1/session", "", none, 200},
+		"GET /api/v1/keys":          {auth.Admin, "GET", "/api/v1/keys", "", none, 200},
 		"PATCH /api/v1/poi/:poi_id": {auth.Operator, "PATCH", "/api/v1/poi/poi-00000000", "application/json", func() []byte {
 			return jsonBody(map[string]string{"notes": "x"})
 		}, 404},
@@ -167,18 +187,7 @@ func routeCases(viewerKey string) map[string]routeCase {
 		"PATCH /api/v1/alerts/:alert_id": {auth.Operator, "PATCH", "/api/v1/alerts/alert-20260101-000000-poi-00000000-000000", "application/json", func() []byte {
 			return jsonBody(map[string]string{"status": "Dismissed"})
 		}, 404},
-		"GET /api/v1/stats/reviews":        {auth.Viewer, "GET", "/api/v1/stats/reviews", "", none, 200},
-		"POST /api/v1/search":              {auth.Operator, "POST", "/api/v1/search", form, func() []byte { return body }, 422},
-		"GET /api/v1/frames/:encoded_key":  {auth.Viewer, "GET", "/api/v1/frames/eA", "", none, 404},
-		"GET /api/v1/thumbnail/:object_id": {auth.Viewer, "GET", "/api/v1/thumbnail/cam:x:1", "", none, 404},
-		"GET /api/v1/cameras":              {auth.Viewer, "GET", "/api/v1/cameras", "", none, 200},
-		"GET /api/v1/cameras/:camera_id":   {auth.Viewer, "GET", "/api/v1/cameras/nope", "", none, 404},
-		"GET /api/v1/alerts":               {auth.Viewer, "GET", "/api/v1/alerts", "", none, 200},
-		"DELETE /api/v1/alerts":            {auth.Operator, "DELETE", "/api/v1/alerts", "", none, 200},
-		"POST /api/v1/session":             {auth.Open, "POST", "/api/v1/session", "application/json", func() []byte { return jsonBody(map[string]string{"key": viewerKey}) }, 200},
-		"GET /api/v1/session":              {auth.Viewer, "GET", "/api/v1/session", "", none, 200},
-		"DELETE /api/v1/session":           {auth.Viewer, "DELETE", "/api/v1/session", "", none, 200},
-		"GET /api/v1/keys":                 {auth.Admin, "GET", "/api/v1/keys", "", none, 200},
+		"GET /api/v1/stats/reviews": {auth.Viewer, "GET", "/api/v1/stats/reviews", "", none, 200},
 		"POST /api/v1/keys": {auth.Admin, "POST", "/api/v1/keys", "application/json", func() []byte {
 			n++
 			return jsonBody(map[string]string{"name": "k" + strconv.Itoa(n), "role": "viewer"})

@@ -50,6 +50,7 @@ func (b poiBody) renamed(p store.POI) poiBody {
 	for i := range b.Images {
 		if b.Images[i].EmbeddingID != "" {
 			b.Images[i].EmbeddingID = p.Refs[n].EmbeddingID
+			b.Images[i].PhotoURL = photoURL(p.ID, p.Refs[n].EmbeddingID)
 			n++
 		}
 	}

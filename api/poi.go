@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -38,6 +39,8 @@ type enrolledImage struct {
 	FaceBBox      []int  `json:"face_bbox,omitempty"`
 	EmbeddingID   string `json:"embedding_id,omitempty"`
 	Rejected      string `json:"rejected,omitempty"`
+	// PhotoURL serves the aligned face the engine used for this photo.
+	PhotoURL string `json:"photo_url,omitempty"`
 }
 
 type poiBody struct {
@@ -161,7 +164,7 @@ func (s *Server) createPOI(c *gin.Context) {
 		poi.Refs = append(poi.Refs, r)
 		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: eid, VectorDim: len(r.Vector)})
 	}
-	body.Images = up.report(func(i int) string { return poi.Refs[i].EmbeddingID })
+	body.Images = up.report(id, func(i int) string { return poi.Refs[i].EmbeddingID })
 	if trackID != "" {
 		refs, err := s.trackRefs(c.Request.Context(), trackID)
 		if errors.Is(err, errTrackGone) {
@@ -214,13 +217,14 @@ type uploads struct {
 
 // report merges the report of the used and the rejected photos in upload
 // order, naming each used one by embID(its index in refs).
-func (u uploads) report(embID func(int) string) []enrolledImage {
+func (u uploads) report(poi string, embID func(int) string) []enrolledImage {
 	out := make([]enrolledImage, 0, len(u.images)+len(u.rejected))
 	i, j := 0, 0
 	for i < len(u.images) || j < len(u.rejected) {
 		if j == len(u.rejected) || i < len(u.images) && u.images[i].Index < u.rejected[j].Index {
 			img := u.images[i]
 			img.EmbeddingID = embID(i)
+			img.PhotoURL = photoURL(poi, img.EmbeddingID)
 			out = append(out, img)
 			i++
 			continue
@@ -320,7 +324,15 @@ func (s *Server) internal(c *gin.Context, what string, err error) {
 	s.deps.Log.Error(what, "request_id", c.GetString(requestIDHeader), "error", err)
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) {
-		fail(c, http.StatusServiceUnavailable, "dependency unavailable", what+" failed: a backing service is unreachable (request "+c.GetString(requestIDHeader)+")")
+		// Which one is named, so that an operator knows what to restart:
+		// the same probe as GET /status, bounded the same way.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.deps.Config.API.DependencyTimeout)
+		defer cancel()
+		which := "a backing service is unreachable"
+		if down := s.down(ctx); len(down) > 0 {
+			which = strings.Join(down, " and ") + " unreachable"
+		}
+		fail(c, http.StatusServiceUnavailable, "dependency unavailable", what+" failed: "+which+" (request "+c.GetString(requestIDHeader)+")")
 		return
 	}
 	fail(c, http.StatusInternalServerError, "internal error", what+" failed (request "+c.GetString(requestIDHeader)+")")

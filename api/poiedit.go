@@ -178,7 +178,7 @@ func (s *Server) addImages(c *gin.Context) {
 	for _, r := range p.Refs {
 		body.ReferenceImages = append(body.ReferenceImages, referenceImage{EmbeddingID: r.EmbeddingID, VectorDim: len(r.Vector)})
 	}
-	body.Images = up.report(func(i int) string { return ids[i] })
+	body.Images = up.report(id, func(i int) string { return ids[i] })
 	c.JSON(http.StatusCreated, body)
 }
 

@@ -59,6 +59,9 @@ type Server struct {
 	ln         net.Listener
 	limits     *limiter
 	recorder   *audit.Recorder
+	// closing is closed when Shutdown starts, ending the long-lived alert
+	// streams that would otherwise hold it up.
+	closing chan struct{}
 }
 
 // route is one line of the route table: what it answers, the least role
@@ -83,6 +86,9 @@ const (
 func (s *Server) routes() []route {
 	const get, post, del, patch = http.MethodGet, http.MethodPost, http.MethodDelete, http.MethodPatch
 	return []route{
+		// The operator console: its files are open, every call it makes is not.
+		{get, "/", auth.Open, "", s.consoleIndex},
+		{get, "/console/:file", auth.Open, "", s.consoleFile},
 		{get, "/api/v1/status", auth.Open, "", s.status},
 		{get, "/api/v1/openapi.json", auth.Open, "", s.openapi},
 		{post, "/api/v1/poi", auth.Operator, limitEnroll, s.createPOI},
@@ -92,15 +98,20 @@ func (s *Server) routes() []route {
 		{patch, "/api/v1/poi/:poi_id", auth.Operator, "", s.updatePOI},
 		{post, "/api/v1/poi/:poi_id/images", auth.Operator, limitEnroll, s.addImages},
 		{del, "/api/v1/poi/:poi_id/images/:embedding_id", auth.Operator, "", s.deleteImage},
+		{get, "/api/v1/poi/:poi_id/photo", auth.Viewer, "", s.poiPhoto},
+		{get, "/api/v1/poi/:poi_id/photos/:embedding_id", auth.Viewer, "", s.poiPhoto},
+		{get, "/api/v1/poi/:poi_id/activity", auth.Viewer, "", s.poiActivity},
 		{post, "/api/v1/search", auth.Operator, limitSearch, s.search},
 		{get, "/api/v1/frames/:encoded_key", auth.Viewer, "", s.frame},
 		{get, "/api/v1/thumbnail/:object_id", auth.Viewer, "", s.thumbnail},
 		{get, "/api/v1/cameras", auth.Viewer, "", s.listCameras},
 		{get, "/api/v1/cameras/:camera_id", auth.Viewer, "", s.getCamera},
+		{get, "/api/v1/cameras/:camera_id/live", auth.Viewer, "", s.cameraLive},
 		{get, "/api/v1/alerts", auth.Viewer, "", s.listAlerts},
 		{del, "/api/v1/alerts", auth.Operator, "", s.deleteAlerts},
 		{patch, "/api/v1/alerts/:alert_id", auth.Operator, "", s.reviewAlert},
 		{get, "/api/v1/stats/reviews", auth.Viewer, "", s.reviewStats},
+		{get, "/api/v1/alerts/stream", auth.Viewer, "", s.alertStream},
 		// The session exchange authenticates by the key in its body.
 		{post, "/api/v1/session", auth.Open, "", s.login},
 		{get, "/api/v1/session", auth.Viewer, "", s.whoami},
@@ -137,7 +148,7 @@ func New(d Deps) *Server {
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
 	s := &Server{deps: d, scenescape: scenescape.New(d.Config.SceneScape),
-		limits: newLimiter(d.Config.API.RateLimit), recorder: audit.NewRecorder(d.JS)}
+		limits: newLimiter(d.Config.API.RateLimit), recorder: audit.NewRecorder(d.JS), closing: make(chan struct{})}
 	r.Use(requestID(), accessLog(d.Log), recoverJSON(d.Log), securityHeaders(), cors(d.Config.API.CORSOrigins))
 	r.NoRoute(func(c *gin.Context) { fail(c, http.StatusNotFound, "not found", "no route for "+c.Request.URL.Path) })
 	r.NoMethod(func(c *gin.Context) {
@@ -158,6 +169,7 @@ func New(d Deps) *Server {
 		ReadTimeout: d.Config.API.RequestTimeout,
 		IdleTimeout: 2 * time.Minute,
 	}
+	s.http.RegisterOnShutdown(func() { close(s.closing) })
 	return s
 }
 

@@ -23,12 +23,7 @@ func (s *Server) status(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.Config.API.DependencyTimeout)
 	defer cancel()
 	body := statusBody{Status: "running", FaissVectors: s.deps.VectorCount(), MQTTConnected: s.deps.MQTTConnected()}
-	if err := s.deps.Store.Ping(ctx); err != nil {
-		body.Down = append(body.Down, "redis")
-	}
-	if s.deps.NATS == nil || s.deps.NATS.Status() != nats.CONNECTED {
-		body.Down = append(body.Down, "nats")
-	}
+	body.Down = s.down(ctx)
 	code := http.StatusOK
 	if len(body.Down) > 0 {
 		body.Status = "degraded"
@@ -38,4 +33,16 @@ func (s *Server) status(c *gin.Context) {
 		body.Down = nil
 	}
 	c.JSON(code, body)
+}
+
+// down names the dependencies that do not answer now.
+func (s *Server) down(ctx context.Context) []string {
+	var out []string
+	if err := s.deps.Store.Ping(ctx); err != nil {
+		out = append(out, "redis")
+	}
+	if s.deps.NATS == nil || s.deps.NATS.Status() != nats.CONNECTED {
+		out = append(out, "nats")
+	}
+	return out
 }

@@ -14,6 +14,10 @@ go mod tidy -diff
 if go mod graph | grep -E 'go-task|aws-sdk|cloud\.google|bubbletea' >/dev/null; then
   echo "the service module graph holds development tools" >&2; exit 1
 fi
+# The operator console's browser tests save a screenshot of each final
+# state; list them whatever the outcome, for a person to look at.
+shots=${POI_TEST_OUTPUT:-test-output}
+trap 'ls -1 "$shots"/*.png 2>/dev/null | sed "s/^/screenshot: /" >&2 || true' EXIT
 go test -race -count=1 -timeout 20m ./...
 # Bounded fuzzing of every parser of untrusted input. The budget is a count
 # of executions, not a duration: with a duration, Go 1.26's fuzzing

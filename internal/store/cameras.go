@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -38,4 +39,20 @@ func (s *Store) CamerasSeen(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// CameraSeenAt returns when camera last sent something (zero if never).
+func (s *Store) CameraSeenAt(ctx context.Context, camera string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.CamerasSeen(), camera).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("camera %s seen: %w", camera, err)
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("camera %s seen %q: %w", camera, v, err)
+	}
+	return t, nil
 }

@@ -291,3 +291,8 @@ func (s *Store) Appearances(ctx context.Context, poi string) ([]Appearance, erro
 	}
 	return out, nil
 }
+
+// POIPhoto returns the reference face JPEG of one of a POI's embeddings.
+func (s *Store) POIPhoto(ctx context.Context, id, embeddingID string) ([]byte, error) {
+	return s.getBytes(ctx, s.keys.POIPhoto(id, embeddingID))
+}
