@@ -34,7 +34,9 @@ type gate struct {
 	// gate (observe sets it from the consumer's state).
 	outstanding bool
 	hardUntil   time.Time
-	old, held   []jetstream.Msg
+	// hardSpan is how long after its last cause the gate gives up waiting.
+	hardSpan  time.Duration
+	old, held []jetstream.Msg
 	// seen are the old sequences in the gate: a message redelivered twice
 	// while it waited counts once.
 	seen map[uint64]bool
@@ -70,6 +72,30 @@ func (g *gate) admit(msgs []jetstream.Msg, now time.Time) []jetstream.Msg {
 	sortBySeq(out)
 	g.old, g.held, g.remaining = nil, nil, 0
 	return out
+}
+
+// await makes the gate wait for msgs, given back to JetStream for
+// redelivery after a backoff ending at due, before it lets anything newer
+// through: JetStream delivers newer messages meanwhile.
+func (g *gate) await(msgs []jetstream.Msg, due time.Time) {
+	if g.seen == nil {
+		g.seen = map[uint64]bool{}
+	}
+	for _, m := range msgs {
+		seq := seqOf(m)
+		g.upTo = max(g.upTo, seq)
+		delete(g.seen, seq) // it comes back and must be counted again
+		g.remaining++
+	}
+	g.until = laterOf(g.until, due.Add(g.quiet))
+	g.hardUntil = laterOf(g.hardUntil, due.Add(g.hardSpan))
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // shut reports whether the gate still holds messages back.

@@ -325,7 +325,7 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 			g.observeGate(ctx, name, gt, log)
 		}
 		if late := gt.admit(nil, time.Now()); len(late) > 0 {
-			g.handle(ctx, hctx, p, late) // held past the deadline: the old deliveries are not coming back
+			g.handleGated(ctx, hctx, p, late, gt)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil {
 			log.Debug("fetch ended", "error", err)
@@ -343,6 +343,13 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 // owner was given until those deliveries have come back: JetStream serves
 // redeliveries first, and the gate makes the order independent of that.
 func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate {
+	quiet := 2*g.cfg.AckWait + g.cfg.FetchWait
+	// A live previous owner finishes the batch in its hands: each of its
+	// handles is bounded by RetryFor once it has lost the partition, and a
+	// full fetch is handled in a few of them. Past this bound what it held
+	// is taken as lost for good.
+	hardSpan := quiet + 4*(g.cfg.RetryFor+g.cfg.AckWait)
+	open := &gate{quiet: quiet, hardSpan: hardSpan}
 	deadline := time.Now().Add(g.cfg.Settle)
 	var info *jetstream.ConsumerInfo
 	for {
@@ -350,7 +357,7 @@ func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate
 		if err == nil {
 			info = c.CachedInfo()
 			if info.NumAckPending == 0 {
-				return &gate{}
+				return open
 			}
 		}
 		if time.Now().After(deadline) || !sleep(ctx, 100*time.Millisecond) {
@@ -358,17 +365,12 @@ func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate
 		}
 	}
 	if info == nil {
-		return &gate{}
+		return open
 	}
 	log.Info("took over a partition with unacknowledged deliveries", "waited", g.cfg.Settle, "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
-	quiet := 2*g.cfg.AckWait + g.cfg.FetchWait
 	now := time.Now()
-	// A live previous owner finishes the batch in its hands: each of its
-	// handles is bounded by RetryFor once it has lost the partition, and a
-	// full fetch is handled in a few of them. Past this bound what it held
-	// is taken as lost for good.
-	hard := now.Add(quiet + 4*(g.cfg.RetryFor+g.cfg.AckWait))
-	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: now.Add(quiet), quiet: quiet, hardUntil: hard}
+	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: now.Add(quiet), quiet: quiet,
+		hardSpan: hardSpan, hardUntil: now.Add(hardSpan)}
 }
 
 // observeGate feeds the partition consumer's state to a shut gate. When it
@@ -452,7 +454,7 @@ func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageB
 			}
 		}
 		if len(msgs) > 0 {
-			g.handle(live, ctx, p, msgs)
+			g.handleGated(live, ctx, p, msgs, gt)
 		}
 	}
 }
@@ -477,15 +479,25 @@ func (g *Group) keepInProgress(list func() []jetstream.Msg) func() {
 	return func() { t.Stop(); close(done) }
 }
 
+// handleGated handles msgs and makes the gate wait for what was given back:
+// JetStream redelivers it only after a backoff and meanwhile delivers what
+// is newer, which must not overtake it.
+func (g *Group) handleGated(live, ctx context.Context, p int, msgs []jetstream.Msg, gt *gate) {
+	if back, wait := g.handle(live, ctx, p, msgs); len(back) > 0 {
+		gt.await(back, time.Now().Add(wait))
+	}
+}
+
 // handle runs the handler over msgs in order, acknowledging each result;
 // transient failures are retried in place (the messages stay in progress),
-// then given back to JetStream in order.
+// then given back to JetStream in order. It returns the messages given back
+// for redelivery and the longest backoff before they return.
 //
 // Handlers run under ctx, which outlives the partition's ownership so that
 // work in hand finishes; live is the ownership itself: once it ends, a
 // failing message is given back at once instead of being retried, so that
 // a shutdown or a hand-over is not held up by an outage.
-func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) {
+func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) ([]jetstream.Msg, time.Duration) {
 	stage := g.cfg.Stage
 	g.m.Received.WithLabelValues(stage).Add(float64(len(msgs)))
 	for _, m := range msgs {
@@ -519,17 +531,17 @@ func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) {
 		}
 		msgs = msgs[i:]
 		if len(msgs) == 0 {
-			return
+			return nil, 0
 		}
 		err := results[i]
 		if live.Err() != nil || time.Now().Add(wait).After(deadline) {
-			g.giveBack(ctx, msgs, err)
-			return
+			return g.giveBack(ctx, msgs, err)
 		}
 		g.log.Warn("retrying in place", "partition", p, "subject", msgs[0].Subject(), "error", err, "wait", wait)
 		sleep(live, wait)
 		wait = min(wait*2, 2*time.Second)
 	}
+	return nil, 0
 }
 
 // reject dead-letters a message that will not get better.
@@ -544,28 +556,36 @@ func (g *Group) reject(ctx context.Context, msg jetstream.Msg, reason string, er
 	g.m.DeadLettered.WithLabelValues(g.cfg.Stage).Inc()
 }
 
-// giveBack returns messages that kept failing to JetStream in their order
-// (the first goes to the dead letters after its last delivery). Naks queue
-// them for redelivery, which comes before anything newer.
-func (g *Group) giveBack(ctx context.Context, msgs []jetstream.Msg, cause error) {
-	for i, m := range msgs {
-		delivered := 1
+// giveBack returns messages that kept failing to JetStream (the first goes
+// to the dead letters after its last delivery), all with the first one's
+// backoff so that they come back together. Naks queue them for
+// redelivery; the partition's gate keeps anything newer from overtaking
+// them meanwhile. It returns the messages given back and their backoff.
+func (g *Group) giveBack(ctx context.Context, msgs []jetstream.Msg, cause error) ([]jetstream.Msg, time.Duration) {
+	delivered := func(m jetstream.Msg) int {
 		if meta, err := m.Metadata(); err == nil {
-			delivered = int(meta.NumDelivered)
+			return int(meta.NumDelivered)
 		}
-		if i == 0 && delivered >= g.cfg.MaxDeliver {
-			g.m.Rejected.WithLabelValues(g.cfg.Stage, "max_deliver").Inc()
-			g.log.Error("giving up after last delivery", "subject", m.Subject(), "delivered", delivered, "error", cause)
-			if err := pool.DeadLetter(ctx, g.js, g.cfg.Stage, m, cause); err == nil {
-				g.m.DeadLettered.WithLabelValues(g.cfg.Stage).Inc()
-				continue
-			}
+		return 1
+	}
+	first := delivered(msgs[0])
+	backoff := g.cfg.Backoff(first)
+	if first >= g.cfg.MaxDeliver {
+		m := msgs[0]
+		g.m.Rejected.WithLabelValues(g.cfg.Stage, "max_deliver").Inc()
+		g.log.Error("giving up after last delivery", "subject", m.Subject(), "delivered", first, "error", cause)
+		if err := pool.DeadLetter(ctx, g.js, g.cfg.Stage, m, cause); err == nil {
+			g.m.DeadLettered.WithLabelValues(g.cfg.Stage).Inc()
+			msgs = msgs[1:]
 		}
-		if err := m.NakWithDelay(g.cfg.Backoff(delivered)); err != nil {
+	}
+	for _, m := range msgs {
+		if err := m.NakWithDelay(backoff); err != nil {
 			g.log.Warn("nak failed", "subject", m.Subject(), "error", err)
 		}
 	}
-	g.log.Warn("will retry", "messages", len(msgs), "error", cause)
+	g.log.Warn("will retry", "messages", len(msgs), "backoff", backoff, "error", cause)
+	return msgs, backoff
 }
 
 // handOver lets the next owner take the partition at once: when everything

@@ -151,3 +151,38 @@ func TestGateStaysShutWhileAnotherOwnerHoldsOldDeliveries(t *testing.T) {
 		t.Fatalf("got %v past the hard bound, want [40]", got)
 	}
 }
+
+// TestGateAwaitsWhatWasGivenBack: messages given back for a redelivery
+// after a backoff return after newer ones were delivered; the newer wait
+// for them, even when they had passed an earlier gate.
+func TestGateAwaitsWhatWasGivenBack(t *testing.T) {
+	now := time.Now()
+	g := &gate{quiet: time.Second, hardSpan: time.Minute}
+	if got := seqs(g.admit(msgsOf(10, 11, 12), now)); !slices.Equal(got, []uint64{10, 11, 12}) {
+		t.Fatalf("open gate: %v", got)
+	}
+	g.await(msgsOf(11, 12), now.Add(2*time.Second)) // 10 handled, 11 and 12 given back
+	if got := g.admit(msgsOf(13, 14), now); len(got) != 0 {
+		t.Fatalf("%v overtook the messages given back", seqs(got))
+	}
+	if got := g.admit(msgsOf(12), now.Add(2*time.Second)); len(got) != 0 {
+		t.Fatalf("%v went through with 11 still to come back", seqs(got))
+	}
+	if got := seqs(g.admit(msgsOf(11), now.Add(2*time.Second))); !slices.Equal(got, []uint64{11, 12, 13, 14}) {
+		t.Fatalf("got %v, want [11 12 13 14]", got)
+	}
+
+	// A message that came back through a takeover gate and was given back
+	// again is counted again.
+	h := &gate{upTo: 5, remaining: 1, quiet: time.Second, hardSpan: time.Minute, until: now.Add(time.Minute)}
+	if got := seqs(h.admit(msgsOf(5), now)); !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("got %v", got)
+	}
+	h.await(msgsOf(5), now)
+	if got := h.admit(msgsOf(6), now); len(got) != 0 {
+		t.Fatalf("%v overtook 5, given back", seqs(got))
+	}
+	if got := seqs(h.admit(msgsOf(5), now)); !slices.Equal(got, []uint64{5, 6}) {
+		t.Fatalf("got %v, want [5 6]", got)
+	}
+}
