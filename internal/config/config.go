@@ -261,6 +261,9 @@ type Face struct {
 	MinFacePx       int     `yaml:"min_face_px"`
 	MatchThreshold  float64 `yaml:"match_threshold"`
 	SearchThreshold float64 `yaml:"search_threshold"`
+	// RequestTimeout bounds one request to the detection or embedding
+	// service, queueing behind others included.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
 // Pipeline configures tracking, sampling, alerting and retention.
@@ -281,6 +284,13 @@ type Pipeline struct {
 	// MaxClockSkew bounds how far a camera message's timestamp may be from
 	// the bridge's clock; further is rejected and counted.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	// FramesConcurrency bounds the camera images a process stores at once.
+	FramesConcurrency int `yaml:"frames_concurrency"`
+	// RetryFor bounds how long a stage retries a failing message in place
+	// before giving it back to JetStream.
+	RetryFor time.Duration `yaml:"retry_for"`
+	// Tracker tunes how faces are linked into tracks.
+	Tracker Tracker `yaml:"tracker"`
 }
 
 // Unmatched is the effective retention of unmatched tracks' data.
@@ -289,6 +299,18 @@ func (p Pipeline) Unmatched() time.Duration {
 		return p.Retention
 	}
 	return p.UnmatchedRetention
+}
+
+// Tracker tunes the tracking stage's linking and sampling.
+type Tracker struct {
+	// MinIoU links a face to the track whose last box overlaps it by at
+	// least this much.
+	MinIoU float64 `yaml:"min_iou"`
+	// BetterView: a face this many times larger than when its track was
+	// last embedded is embedded again.
+	BetterView float64 `yaml:"better_view"`
+	// LastFrameEvery bounds how often a track's last-seen frame is rewritten.
+	LastFrameEvery time.Duration `yaml:"last_frame_every"`
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
@@ -627,6 +649,9 @@ func (c Config) Validate() error {
 		{"erasure.tombstone_ttl", c.Erasure.TombstoneTTL},
 		{"erasure.replica_wait", c.Erasure.ReplicaWait},
 		{"outbox.relay_interval", c.Outbox.RelayInterval},
+		{"pipeline.retry_for", c.Pipeline.RetryFor},
+		{"pipeline.tracker.last_frame_every", c.Pipeline.Tracker.LastFrameEvery},
+		{"face.request_timeout", c.Face.RequestTimeout},
 	} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)
@@ -660,6 +685,15 @@ func (c Config) Validate() error {
 	}
 	if c.Pipeline.MaxDeliver < 1 {
 		bad("pipeline.max_deliver", "must be at least 1, got %d", c.Pipeline.MaxDeliver)
+	}
+	if c.Pipeline.FramesConcurrency < 1 {
+		bad("pipeline.frames_concurrency", "must be at least 1, got %d", c.Pipeline.FramesConcurrency)
+	}
+	if tr := c.Pipeline.Tracker; tr.MinIoU <= 0 || tr.MinIoU > 1 {
+		bad("pipeline.tracker.min_iou", "must be in (0, 1], got %g", tr.MinIoU)
+	}
+	if tr := c.Pipeline.Tracker; tr.BetterView <= 1 {
+		bad("pipeline.tracker.better_view", "must exceed 1 (a larger view), got %g", tr.BetterView)
 	}
 	return errors.Join(errs...)
 }

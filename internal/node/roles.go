@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"time"
 
 	"poi/api"
 	"poi/bridge"
@@ -30,11 +29,6 @@ import (
 )
 
 func (n *Node) hasPool(p string) bool { return slices.Contains(n.roles.Pools, p) }
-
-// embedTimeout bounds one embedding request: a 10 MB photo with several
-// faces takes a few hundred milliseconds on two cores; queueing behind
-// other requests takes the rest.
-const embedTimeout = 30 * time.Second
 
 func (n *Node) imageLimits() imaging.Limits { return ImageLimits(n.cfg) }
 
@@ -97,8 +91,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 		n.closers = append(n.closers, e.Close)
 		n.log.Info("face engine loaded", "model", e.Model().Name, "dim", e.Model().Dim, "onnxruntime", e.RuntimeVersion())
 	}
-	embedClient := embed.NewClient(n.nc, streams.EmbedService, embedTimeout)
-	detectClient := embed.NewClient(n.nc, streams.DetectService, embedTimeout)
+	embedClient := embed.NewClient(n.nc, streams.EmbedService, n.cfg.Face.RequestTimeout)
+	detectClient := embed.NewClient(n.nc, streams.DetectService, n.cfg.Face.RequestTimeout)
 	// The detection and embedding services: the same engine behind two
 	// subjects and queue groups, so each scales with the processes that
 	// run its pool.
@@ -146,25 +140,25 @@ func (n *Node) startRoles(ctx context.Context) error {
 	p := n.cfg.Pipeline
 	addPool := func(stage, consumer, stream string, concurrency int, h pool.Handler) {
 		pl := pool.New(pool.Config{Stage: stage, Stream: stream, Consumer: consumer, Concurrency: concurrency,
-			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: 30 * time.Second}, n.js, h, n.metrics, n.log)
+			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: p.RetryFor}, n.js, h, n.metrics, n.log)
 		n.actors = append(n.actors, actor{stage, pl.Run})
 	}
 	if n.hasPool("index") {
 		pt := n.cfg.Partitions
 		ix := index.New(index.Config{
 			Model: model.Name, Silence: p.TrackSilence, SampleInterval: p.SampleInterval, MaxSamples: p.MaxSamplesPerTrack,
-			Retention: p.Unmatched(), MinIoU: 0.3, Continuity: n.cfg.Face.MatchThreshold, BetterView: 1.5, LastFrameEvery: time.Second,
+			Retention: p.Unmatched(), MinIoU: p.Tracker.MinIoU, Continuity: n.cfg.Face.MatchThreshold, BetterView: p.Tracker.BetterView, LastFrameEvery: p.Tracker.LastFrameEvery,
 			DetectConcurrency: pt.DetectConcurrency, Partitions: pt.Count, IdleTTL: n.cfg.Cameras.IdleTTL,
 		}, n.js, n.store, embedClient, detectClient, n.metrics, n.log)
 		g := partition.New(partition.Config{
 			Stage: "index", Stream: streams.Ingest, Consumer: streams.IndexConsumer, Partitions: pt.Count,
 			Batch: pt.Batch, FetchWait: pt.FetchWait, Heartbeat: pt.Heartbeat, AckWait: pt.AckWait, Settle: pt.PinnedTTL,
-			MaxDeliver: p.MaxDeliver, RetryFor: 30 * time.Second,
+			MaxDeliver: p.MaxDeliver, RetryFor: p.RetryFor,
 		}, n.js, ix, n.metrics, n.log)
 		n.partitions = g
 		n.actors = append(n.actors, actor{"index", g.Run})
 		n.actors = append(n.actors, actor{"index-ticker", func(ctx context.Context) error { return ix.RunTicker(ctx, streams.IndexConsumer) }})
-		addPool("frames", streams.ConsumerFrames, streams.Ingest, 8, detect.New(n.store).HandleImage)
+		addPool("frames", streams.ConsumerFrames, streams.Ingest, p.FramesConcurrency, detect.New(n.store).HandleImage)
 		z := zones.New(n.store, p.Retention, n.metrics, n.log)
 		addPool("zones", streams.ConsumerZones, streams.Ingest, 1, z.Handle)
 	}

@@ -321,6 +321,9 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 			continue
 		}
 		g.drain(ctx, hctx, p, batch, gt)
+		if gt.shut() {
+			g.observeGate(ctx, name, gt, log)
+		}
 		if late := gt.admit(nil, time.Now()); len(late) > 0 {
 			g.handle(ctx, hctx, p, late) // held past the deadline: the old deliveries are not coming back
 		}
@@ -359,7 +362,28 @@ func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate
 	}
 	log.Info("took over a partition with unacknowledged deliveries", "waited", g.cfg.Settle, "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
 	quiet := 2*g.cfg.AckWait + g.cfg.FetchWait
-	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: time.Now().Add(quiet), quiet: quiet}
+	now := time.Now()
+	// A live previous owner finishes the batch in its hands: each of its
+	// handles is bounded by RetryFor once it has lost the partition, and a
+	// full fetch is handled in a few of them. Past this bound what it held
+	// is taken as lost for good.
+	hard := now.Add(quiet + 4*(g.cfg.RetryFor+g.cfg.AckWait))
+	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: now.Add(quiet), quiet: quiet, hardUntil: hard}
+}
+
+// observeGate feeds the partition consumer's state to a shut gate. When it
+// cannot be read the gate keeps what it knew.
+func (g *Group) observeGate(ctx context.Context, name string, gt *gate, log *slog.Logger) {
+	c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
+	if err != nil {
+		log.Debug("gate: consumer info", "error", err)
+		return
+	}
+	info := c.CachedInfo()
+	gt.observe(info.AckFloor.Stream, info.NumAckPending)
+	if gt.outstanding && time.Now().After(gt.until) {
+		log.Info("holding newer messages: the previous owner still holds older ones", "up_to", gt.upTo, "ack_floor", info.AckFloor.Stream, "unacknowledged", info.NumAckPending, "held", len(gt.inHand()))
+	}
 }
 
 // consumer binds the partition's consumer, retrying while the stream is
@@ -401,7 +425,7 @@ func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageB
 	stopBeat := g.keepInProgress(func() []jetstream.Msg {
 		mu.Lock()
 		defer mu.Unlock()
-		return append(slices.Clone(queue), gt.held...)
+		return append(slices.Clone(queue), gt.inHand()...)
 	})
 	defer stopBeat()
 	for {

@@ -69,22 +69,26 @@ func msgsOf(s ...uint64) []jetstream.Msg {
 	return out
 }
 
-func TestGateHoldsNewerMessagesUntilTheOldOnesReturn(t *testing.T) {
+// TestGateReleasesEverythingInOrderOnceTheOldDeliveriesAreBack: old
+// deliveries return over several fetches and out of order; none goes
+// through before the last one is back, then all go in stream order.
+func TestGateReleasesEverythingInOrderOnceTheOldDeliveriesAreBack(t *testing.T) {
 	now := time.Now()
-	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Minute)}
-	// Newer messages first: held.
+	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Minute), quiet: time.Minute}
 	if got := g.admit(msgsOf(25, 30), now); len(got) != 0 {
 		t.Fatalf("let %v through before the old deliveries", seqs(got))
 	}
-	// Two of the three old ones: through, in order; the newer still held.
-	if got := seqs(g.admit(msgsOf(18, 12, 31), now)); !slices.Equal(got, []uint64{12, 18}) {
-		t.Fatalf("got %v, want [12 18]", got)
+	// Two of the three old ones, the later first: both wait for the third,
+	// which is earlier than one of them.
+	if got := g.admit(msgsOf(18, 31), now); len(got) != 0 {
+		t.Fatalf("let %v through with an old delivery still out", seqs(got))
 	}
-	// The last old one releases everything, in stream order.
-	if got := seqs(g.admit(msgsOf(15), now)); !slices.Equal(got, []uint64{15, 25, 30, 31}) {
-		t.Fatalf("got %v, want [15 25 30 31]", got)
+	if got := g.admit(msgsOf(18, 12), now); len(got) != 0 { // 18 again: counted once
+		t.Fatalf("let %v through with an old delivery still out", seqs(got))
 	}
-	// Open from then on.
+	if got := seqs(g.admit(msgsOf(15), now)); !slices.Equal(got, []uint64{12, 15, 18, 25, 30, 31}) {
+		t.Fatalf("got %v, want [12 15 18 25 30 31]", got)
+	}
 	if got := seqs(g.admit(msgsOf(40), now)); !slices.Equal(got, []uint64{40}) {
 		t.Fatalf("got %v after the gate opened", got)
 	}
@@ -92,20 +96,58 @@ func TestGateHoldsNewerMessagesUntilTheOldOnesReturn(t *testing.T) {
 
 func TestGateOpensAtItsDeadline(t *testing.T) {
 	now := time.Now()
-	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Second), quiet: time.Second}
+	g := &gate{upTo: 20, remaining: 3, until: now.Add(time.Second), quiet: time.Second, hardUntil: now.Add(time.Minute)}
 	g.admit(msgsOf(22, 21), now)
 	// An old message moves the deadline: the partition is still catching up.
-	if got := seqs(g.admit(msgsOf(5), now.Add(900*time.Millisecond))); !slices.Equal(got, []uint64{5}) {
-		t.Fatalf("got %v, want the old [5] only", got)
+	if got := g.admit(msgsOf(5), now.Add(900*time.Millisecond)); len(got) != 0 {
+		t.Fatalf("got %v with old deliveries still out", seqs(got))
 	}
 	if got := seqs(g.admit(nil, now.Add(1500*time.Millisecond))); len(got) != 0 {
 		t.Fatalf("the gate opened %v while old messages were still coming", got)
 	}
-	if got := seqs(g.admit(nil, now.Add(2*time.Second))); !slices.Equal(got, []uint64{21, 22}) {
-		t.Fatalf("got %v after a quiet second, want the held [21 22]", got)
+	if got := seqs(g.admit(nil, now.Add(2*time.Second))); !slices.Equal(got, []uint64{5, 21, 22}) {
+		t.Fatalf("got %v after a quiet second, want [5 21 22]", got)
 	}
 	var zero gate
 	if got := seqs(zero.admit(msgsOf(3, 1), now)); !slices.Equal(got, []uint64{3, 1}) {
 		t.Fatalf("the zero gate reordered or held: %v", got)
+	}
+}
+
+// TestGateStaysShutWhileAnotherOwnerHoldsOldDeliveries: a previous owner
+// still alive and working on the old messages keeps the gate shut past its
+// quiet time; the gate opens when the ack floor passes them, when every
+// unacknowledged delivery is in the gate, or at the hard bound.
+func TestGateStaysShutWhileAnotherOwnerHoldsOldDeliveries(t *testing.T) {
+	now := time.Now()
+	fresh := func() *gate {
+		return &gate{upTo: 20, remaining: 2, until: now.Add(time.Second), quiet: time.Second, hardUntil: now.Add(time.Minute)}
+	}
+	g := fresh()
+	g.admit(msgsOf(25), now)
+	g.observe(10, 3) // 3 unacknowledged, the gate holds 1: 2 are elsewhere
+	if got := g.admit(nil, now.Add(5*time.Second)); len(got) != 0 {
+		t.Fatalf("the gate opened %v past its quiet time while old deliveries were held elsewhere", seqs(got))
+	}
+	g.observe(20, 1) // the other owner acknowledged them
+	if got := seqs(g.admit(nil, now.Add(6*time.Second))); !slices.Equal(got, []uint64{25}) {
+		t.Fatalf("got %v once the ack floor passed the old deliveries, want [25]", got)
+	}
+
+	h := fresh()
+	h.admit(msgsOf(30, 7), now)
+	h.observe(5, 2) // everything unacknowledged is in the gate: nothing more will come
+	if got := seqs(h.admit(nil, now)); !slices.Equal(got, []uint64{7, 30}) {
+		t.Fatalf("got %v with nothing outstanding, want [7 30]", got)
+	}
+
+	k := fresh()
+	k.admit(msgsOf(40), now)
+	k.observe(10, 5)
+	if got := k.admit(nil, now.Add(30*time.Second)); len(got) != 0 {
+		t.Fatalf("got %v before the hard bound", seqs(got))
+	}
+	if got := seqs(k.admit(nil, now.Add(61*time.Second))); !slices.Equal(got, []uint64{40}) {
+		t.Fatalf("got %v past the hard bound, want [40]", got)
 	}
 }
