@@ -34,7 +34,7 @@ import (
 func TestCameraIDFloodStaysBounded(t *testing.T) {
 	const flood, capUnknown = 100_000, 50
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	_, js := testenv.NATS(t)
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
@@ -98,7 +98,8 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	// A window of QoS 1 publishes in flight: one round trip each, not in
-	// sequence, or the flood alone would take minutes.
+	// sequence. Under -race on two shared cores the flood takes minutes
+	// (150 s measured; 19 s without -race), hence the long bounds.
 	window := make(chan paho.Token, 256)
 	go func() {
 		defer close(window)
@@ -114,7 +115,7 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	if err := pub.Publish(ctx, "poi/frames/door", 1, false, jpeg); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 3*time.Minute, "the bridge to take every message", func() bool {
+	testenv.Eventually(t, 6*time.Minute, "the bridge to take every message", func() bool {
 		return testutil.ToFloat64(m.Received.WithLabelValues("bridge")) >= flood+1
 	})
 	testenv.Eventually(t, time.Minute, "the admitted frames to be stored", func() bool {

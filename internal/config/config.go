@@ -405,6 +405,9 @@ type Pipeline struct {
 	MaxDeliver         int           `yaml:"max_deliver"`
 	// AlertConcurrency bounds the sightings a process checks at once.
 	AlertConcurrency int `yaml:"alert_concurrency"`
+	// MaxClockSkew bounds how far a camera message's timestamp may be from
+	// the bridge's clock; further is rejected and counted.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 	// FramesConcurrency bounds the camera images a process stores at once.
 	FramesConcurrency int `yaml:"frames_concurrency"`
 	// RetryFor bounds how long a stage retries a failing message in place
@@ -412,9 +415,14 @@ type Pipeline struct {
 	RetryFor time.Duration `yaml:"retry_for"`
 	// Tracker tunes how faces are linked into tracks.
 	Tracker Tracker `yaml:"tracker"`
-	// MaxClockSkew bounds how far a camera message's timestamp may be from
-	// the bridge's clock; further is rejected and counted.
-	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+}
+
+// Unmatched is the effective retention of unmatched tracks' data.
+func (p Pipeline) Unmatched() time.Duration {
+	if p.UnmatchedRetention == 0 {
+		return p.Retention
+	}
+	return p.UnmatchedRetention
 }
 
 // Tracker tunes the tracking stage's linking and sampling.
@@ -427,14 +435,6 @@ type Tracker struct {
 	BetterView float64 `yaml:"better_view"`
 	// LastFrameEvery bounds how often a track's last-seen frame is rewritten.
 	LastFrameEvery time.Duration `yaml:"last_frame_every"`
-}
-
-// Unmatched is the effective retention of unmatched tracks' data.
-func (p Pipeline) Unmatched() time.Duration {
-	if p.UnmatchedRetention == 0 {
-		return p.Retention
-	}
-	return p.UnmatchedRetention
 }
 
 // Partitions configures how cameras are spread over the tracker processes.
