@@ -198,6 +198,7 @@ func (n *Node) start(ctx context.Context) error {
 	pt := n.cfg.Partitions
 	limits.Partitions, limits.PartitionAckWait, limits.PinnedTTL, limits.MemberTTL = pt.Count, pt.AckWait, pt.PinnedTTL, pt.MemberTTL
 	limits.PartitionMaxAckPending = 2 * pt.Batch
+	limits.Replicas = n.cfg.NATS.Replicas
 	if err := streams.Declare(dctx, js, limits, n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
 		return err
 	}
