@@ -11,7 +11,8 @@ assets=${POI_ASSETS_DIR:-$here/.assets}
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages ----------------------------------------------------------
-pkgs=(redis-server libfaiss-dev g++ libturbojpeg0-dev libopenblas0-openmp ca-certificates)
+# redis-sentinel runs the Sentinels of the cluster tests (internal/cluster).
+pkgs=(redis-server redis-sentinel libfaiss-dev g++ libturbojpeg0-dev libopenblas0-openmp ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -203,7 +203,10 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 
-	st, err := store.Open(n.cfg.Redis.URL, n.cfg.Redis.KeyPrefix)
+	rc := n.cfg.Redis
+	st, err := store.OpenOptions(store.Options{URL: rc.URL, KeyPrefix: rc.KeyPrefix,
+		SentinelAddrs: rc.SentinelAddrs, SentinelMaster: rc.SentinelMaster,
+		WaitReplicas: rc.WaitReplicas, WaitTimeout: rc.WaitTimeout, Log: n.log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("redis.url: %w", err)
 	}
