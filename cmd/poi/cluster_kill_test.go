@@ -6,9 +6,9 @@ package main
 // takeover test: it passed 2 of 4 runs on two loaded cores; the failing
 // runs missed 1 to 8 frames on 4 to 6 of the 8 cameras. In each failing
 // run one tracker logged "will retry" for a batch it gave back to
-// JetStream (once "tracker state changed since it was read": another
-// process had committed the same camera, so two processes tracked it at
-// once while the cluster lost a node; once a detection request that timed
+// JetStream (once "tracker state changed since it was read": the
+// camera's state had been committed since it was read, by a second owner
+// or this process's tick; once a detection request that timed
 // out after the worker's NATS connection dropped). The partition runner
 // gives such messages back with NakWithDelay, and JetStream delivers newer
 // messages of the partition while the delayed ones wait; the camera's
