@@ -3,18 +3,9 @@
 package main
 
 // The NATS leader-loss test is kept out of the default suite with the
-// takeover test: it passed 2 of 4 runs on two loaded cores; the failing
-// runs missed 1 to 8 frames on 4 to 6 of the 8 cameras. In each failing
-// run one tracker logged "will retry" for a batch it gave back to
-// JetStream (once "tracker state changed since it was read": the
-// camera's state had been committed since it was read, by a second owner
-// or this process's tick; once a detection request that timed
-// out after the worker's NATS connection dropped). The partition runner
-// gives such messages back with NakWithDelay, and JetStream delivers newer
-// messages of the partition while the delayed ones wait; the camera's
-// applied sequence then passes them and their redelivery is skipped as
-// already applied (logged at debug only, since they were delivered
-// before). Run it with:
+// takeover test: it passed 2 of 4 runs on two loaded cores, and lost
+// frames (1 to 8 of 30 on 1 to 6 of the 8 cameras, none doubled) in the
+// others; README, "Running a cluster", has what was found. Run it with:
 // go test -race -tags takeover -run TestClusterSurvivesTheLossOfTheIngestLeader ./cmd/poi
 
 import (
