@@ -11,8 +11,9 @@ assets=${POI_ASSETS_DIR:-$here/.assets}
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages ----------------------------------------------------------
-# chromium and a font drive the operator console's browser tests.
-pkgs=(redis-server libfaiss-dev g++ libturbojpeg0-dev libopenblas0-openmp ca-certificates chromium fonts-dejavu-core)
+# chromium and a font drive the operator console's browser tests;
+# redis-sentinel runs the Sentinels of the cluster tests (internal/cluster).
+pkgs=(redis-server redis-sentinel libfaiss-dev g++ libturbojpeg0-dev libopenblas0-openmp ca-certificates chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

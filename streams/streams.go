@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -257,6 +258,9 @@ type Limits struct {
 	// MemberTTL is how long a worker that stopped announcing itself stays a
 	// member of its stage's group.
 	MemberTTL time.Duration
+	// Replicas is every stream's (and the members bucket's) replica count:
+	// 1 on one server, 3 or 5 on a JetStream cluster. Consumers inherit it.
+	Replicas int
 }
 
 // DefaultLimits returns the limits used when nothing else is configured.
@@ -275,6 +279,7 @@ func DefaultLimits() Limits {
 		PinnedTTL:              8 * time.Second,
 		PartitionMaxAckPending: 512,
 		MemberTTL:              5 * time.Second,
+		Replicas:               1,
 	}
 }
 
@@ -305,13 +310,15 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("member ttl %s: want > 0", l.MemberTTL)
 	case l.AuditRetention <= 0:
 		return fmt.Errorf("audit retention %s: want > 0", l.AuditRetention)
+	case l.Replicas < 1 || l.Replicas > 5:
+		return fmt.Errorf("replicas %d: want 1..5", l.Replicas)
 	}
 	return nil
 }
 
 // Definitions returns every stream of the service.
 func Definitions(l Limits) []jetstream.StreamConfig {
-	return []jetstream.StreamConfig{
+	defs := []jetstream.StreamConfig{
 		{
 			Name:        Ingest,
 			Description: "validated camera input from the MQTT bridge",
@@ -398,6 +405,10 @@ func Definitions(l Limits) []jetstream.StreamConfig {
 			Storage:    jetstream.FileStorage,
 		},
 	}
+	for i := range defs {
+		defs[i].Replicas = l.Replicas
+	}
+	return defs
 }
 
 // ConsumerDef is a durable pull consumer and the stream it reads.
@@ -442,51 +453,130 @@ func Consumers(l Limits, maxDeliver int) []ConsumerDef {
 
 // Declare creates or updates every stream and consumer. It logs what it
 // created or changed, so that an edited definition is visible in the logs.
+//
+// Several processes may declare at once on a fresh cluster, and a cluster
+// that is still electing its meta leader refuses requests for a moment: a
+// step that fails for such a reason (see retryable) is read and applied
+// again until ctx ends, so the last writer of an identical definition wins
+// and nobody fails to start.
 func Declare(ctx context.Context, js jetstream.JetStream, l Limits, maxDeliver int, log *slog.Logger) error {
 	if err := l.Validate(); err != nil {
 		return fmt.Errorf("declare streams: %w", err)
 	}
 	for _, sc := range Definitions(l) {
-		prev, err := js.Stream(ctx, sc.Name)
-		var before *jetstream.StreamConfig
-		switch {
-		case err == nil:
-			c := prev.CachedInfo().Config
-			before = &c
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-		default:
-			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+		if err := retry(ctx, log, "stream "+sc.Name, func(ctx context.Context) error { return declareStream(ctx, js, sc, log) }); err != nil {
+			return err
 		}
-		s, err := js.CreateOrUpdateStream(ctx, sc)
-		if err != nil {
-			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
-		}
-		logChange(log, "stream", sc.Name, before != nil, before != nil && !reflect.DeepEqual(*before, s.CachedInfo().Config))
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	members := jetstream.KeyValueConfig{
 		Bucket: Members, Description: "worker processes of each partitioned stage", TTL: l.MemberTTL,
-		Storage: jetstream.MemoryStorage, History: 1,
+		Storage: jetstream.MemoryStorage, History: 1, Replicas: l.Replicas,
+	}
+	if err := retry(ctx, log, "bucket "+Members, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, members)
+		return err
 	}); err != nil {
 		return fmt.Errorf("declare bucket %s: %w", Members, err)
 	}
 	for _, cd := range Consumers(l, maxDeliver) {
-		prev, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable)
-		var before *jetstream.ConsumerConfig
-		switch {
-		case err == nil:
-			c := prev.CachedInfo().Config
-			before = &c
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-		default:
-			return fmt.Errorf("declare consumer %s/%s: %w", cd.Stream, cd.Config.Durable, err)
+		if err := retry(ctx, log, "consumer "+cd.Stream+"/"+cd.Config.Durable, func(ctx context.Context) error { return declareConsumer(ctx, js, cd, log) }); err != nil {
+			return err
 		}
-		c, err := js.CreateOrUpdateConsumer(ctx, cd.Stream, cd.Config)
-		if err != nil {
-			return fmt.Errorf("declare consumer %s/%s: %w", cd.Stream, cd.Config.Durable, err)
-		}
-		logChange(log, "consumer", cd.Stream+"/"+cd.Config.Durable, before != nil, before != nil && !reflect.DeepEqual(*before, c.CachedInfo().Config))
 	}
 	return nil
+}
+
+func declareStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, log *slog.Logger) error {
+	prev, err := js.Stream(ctx, sc.Name)
+	var before *jetstream.StreamConfig
+	switch {
+	case err == nil:
+		c := prev.CachedInfo().Config
+		before = &c
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+	default:
+		return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+	}
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+	}
+	after := s.CachedInfo().Config
+	changed := before != nil && !reflect.DeepEqual(*before, after)
+	logChange(log, "stream", sc.Name, before != nil, changed)
+	if changed && before.Replicas != after.Replicas {
+		log.Warn("stream replicas changed", "stream", sc.Name, "from", before.Replicas, "to", after.Replicas)
+	}
+	return nil
+}
+
+func declareConsumer(ctx context.Context, js jetstream.JetStream, cd ConsumerDef, log *slog.Logger) error {
+	prev, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable)
+	var before *jetstream.ConsumerConfig
+	switch {
+	case err == nil:
+		c := prev.CachedInfo().Config
+		before = &c
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	default:
+		return fmt.Errorf("declare consumer %s/%s: %w", cd.Stream, cd.Config.Durable, err)
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, cd.Stream, cd.Config)
+	if err != nil {
+		return fmt.Errorf("declare consumer %s/%s: %w", cd.Stream, cd.Config.Durable, err)
+	}
+	logChange(log, "consumer", cd.Stream+"/"+cd.Config.Durable, before != nil, before != nil && !reflect.DeepEqual(*before, c.CachedInfo().Config))
+	return nil
+}
+
+// attemptTimeout bounds one attempt of a declaration step. A clustered
+// server does not answer an info request for a stream whose group has no
+// leader yet (one just created by another process): the attempt times out
+// and the next one finds the leader.
+const attemptTimeout = 5 * time.Second
+
+// retry runs step until it succeeds, fails for a reason retrying cannot
+// cure, or ctx ends.
+func retry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := step(actx)
+		cancel()
+		timedOut := err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !timedOut && !retryable(err) {
+			return err
+		}
+		log.Info("declaring again", "what", what, "error", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// retryable tells the errors of a race or of a cluster that is not ready
+// yet from a definition the server refuses: another process created the
+// same stream or consumer between our read and our write, the meta leader
+// is being elected, or a request went unanswered while the servers meet.
+func retryable(err error) bool {
+	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamNameInUse, jetstream.JSErrCodeConsumerNameExists,
+			jetstream.JSErrCodeConsumerAlreadyExists, jetstream.JSErrCodeConsumerExists,
+			jetstream.JSErrCodeConsumerCreate, jetstream.JSErrCodeJetStreamNotEnabled,
+			jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return true
+		}
+		// 503: "JetStream system temporarily unavailable" (no meta leader)
+		// and "insufficient resources" while peers are still joining.
+		return apiErr.Code == 503 || apiErr.Code == 500
+	}
+	return errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 func logChange(log *slog.Logger, kind, name string, existed, changed bool) {

@@ -1,15 +1,19 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"poi/internal/cluster"
 	"poi/internal/embedded"
 )
 
@@ -286,4 +290,88 @@ func TestMaxAgeDerivedFromRetentions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConcurrentDeclarationOnAFreshClusterSucceeds: three processes that
+// start together on a new three-node cluster all declare every stream and
+// consumer; none fails on the others' creations, and every stream has the
+// configured replicas. A later change of replicas is applied.
+func TestConcurrentDeclarationOnAFreshClusterSucceeds(t *testing.T) {
+	c := cluster.StartNATS(t, 3)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := DefaultLimits()
+	l.Replicas = 3
+	errs := make(chan error, c.Len())
+	for i := range c.Len() {
+		nc, err := nats.Connect(c.NodeURL(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { errs <- Declare(ctx, js, l, 5, log) }()
+	}
+	for range c.Len() {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent declare: %v", err)
+		}
+	}
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, sc := range Definitions(l) {
+		s, err := js.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", sc.Name, err)
+		}
+		if info := s.CachedInfo(); info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Fatalf("stream %s: replicas %d, cluster %+v; want 3 (a leader and 2 peers)", sc.Name, info.Config.Replicas, info.Cluster)
+		}
+	}
+	for _, cd := range Consumers(l, 5) {
+		if _, err := js.Consumer(ctx, cd.Stream, cd.Config.Durable); err != nil {
+			t.Fatalf("consumer %s/%s: %v", cd.Stream, cd.Config.Durable, err)
+		}
+	}
+
+	// Fewer replicas is a definition change like any other: applied and
+	// logged as an update.
+	var buf syncBuffer
+	l.Replicas = 1
+	if err := Declare(ctx, js, l, 5, slog.New(slog.NewTextHandler(&buf, nil))); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := js.Stream(ctx, Alerts)
+	if got := s.CachedInfo().Config.Replicas; got != 1 {
+		t.Fatalf("alerts replicas %d after the change, want 1", got)
+	}
+	if !strings.Contains(buf.String(), "stream replicas changed") || !strings.Contains(buf.String(), "action=updated") {
+		t.Fatalf("replica change not logged:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer a logger may write from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

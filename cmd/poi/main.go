@@ -103,19 +103,8 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 
-	var roles node.Roles
-	all := splitList(*pools)
-	switch cmd {
-	case "run":
-		roles = node.Roles{Embedded: true, Bridge: true, API: true, Pools: all}
-	case "bridge":
-		roles = node.Roles{Bridge: true}
-	case "worker":
-		roles = node.Roles{Pools: all}
-	case "api":
-		roles = node.Roles{API: true}
-	case "camsim", "bench", "keys":
-	default:
+	roles, ok := commandRoles(cmd, splitList(*pools))
+	if !ok {
 		fmt.Fprintf(stderr, "poi: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
@@ -178,6 +167,24 @@ func runCamsim(ctx context.Context, cfg config.Config, o camsim.Options, dir, gl
 	}
 	log.Info("camsim done", "sent", n)
 	return 0
+}
+
+// commandRoles maps a command to the roles its process runs; ok is false
+// for a command poi does not have. Tools (camsim, bench, keys) run no roles.
+func commandRoles(cmd string, pools []string) (roles node.Roles, ok bool) {
+	switch cmd {
+	case "run":
+		return node.Roles{Embedded: true, Bridge: true, API: true, Pools: pools}, true
+	case "bridge":
+		return node.Roles{Bridge: true}, true
+	case "worker":
+		return node.Roles{Pools: pools}, true
+	case "api":
+		return node.Roles{API: true}, true
+	case "camsim", "bench", "keys":
+		return node.Roles{}, true
+	}
+	return node.Roles{}, false
 }
 
 func splitList(s string) []string {

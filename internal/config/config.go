@@ -244,6 +244,10 @@ type NATS struct {
 	CredsFile string `yaml:"creds_file"`
 	NKeyFile  string `yaml:"nkey_file"`
 	TLS       TLS    `yaml:"tls"`
+	// Replicas is every stream's replica count: 1 for a single server,
+	// 3 (or 5) for a JetStream cluster, where a stream then survives the
+	// loss of a minority of its servers.
+	Replicas int `yaml:"replicas"`
 }
 
 // TLS configures a client's TLS: the CA to trust instead of the system's,
@@ -373,7 +377,20 @@ type Bridge struct {
 type Redis struct {
 	URL       string `yaml:"url"`
 	KeyPrefix string `yaml:"key_prefix"`
+	// SentinelAddrs (host:port) switch the client to Redis Sentinel: it
+	// asks them for the primary of SentinelMaster and follows a failover.
+	// The database, user and password still come from URL.
+	SentinelAddrs  []string `yaml:"sentinel_addrs"`
+	SentinelMaster string   `yaml:"sentinel_master"`
+	// WaitReplicas > 0 makes the writes that must survive a failover (the
+	// tracker's commit, alert claims, enrolments) wait until that many
+	// replicas acknowledged them, for up to WaitTimeout.
+	WaitReplicas int           `yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`
 }
+
+// Sentinel reports whether Redis is reached through Sentinel.
+func (r Redis) Sentinel() bool { return len(r.SentinelAddrs) > 0 }
 
 // Face configures the face engine and the similarity thresholds.
 type Face struct {
@@ -726,6 +743,11 @@ func (c Config) Validate() error {
 	if c.NATS.ConnectTimeout <= 0 {
 		bad("nats.connect_timeout", "must be positive")
 	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "must be in 1..5 (JetStream's limit), got %d", c.NATS.Replicas)
+	} else if c.NATS.Embedded() && c.NATS.Replicas != 1 {
+		bad("nats.replicas", "must be 1 with the embedded server (one node), got %d", c.NATS.Replicas)
+	}
 	if c.MQTT.Embedded() {
 		checkHostPort(bad, "mqtt.embedded_addr", c.MQTT.EmbeddedAddr)
 		if len(c.MQTT.Accounts) == 0 && !IsLoopback(c.MQTT.EmbeddedAddr) {
@@ -782,6 +804,18 @@ func (c Config) Validate() error {
 		bad("bridge.publish_timeout", "must be positive, got %s", c.Bridge.PublishTimeout)
 	}
 	checkURL(bad, "redis.url", c.Redis.URL, "redis", "rediss", "unix")
+	for i, a := range c.Redis.SentinelAddrs {
+		checkHostPort(bad, fmt.Sprintf("redis.sentinel_addrs[%d]", i), a)
+	}
+	if c.Redis.Sentinel() && c.Redis.SentinelMaster == "" {
+		bad("redis.sentinel_master", "must name the monitored primary when redis.sentinel_addrs is set")
+	}
+	if c.Redis.WaitReplicas < 0 {
+		bad("redis.wait_replicas", "must be at least 0, got %d", c.Redis.WaitReplicas)
+	}
+	if c.Redis.WaitTimeout <= 0 {
+		bad("redis.wait_timeout", "must be positive, got %s", c.Redis.WaitTimeout)
+	}
 	if c.Face.IntraOpThreads < 1 {
 		bad("face.intra_op_threads", "must be at least 1, got %d", c.Face.IntraOpThreads)
 	}

@@ -43,6 +43,29 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 }
 
+func TestClusterSettings(t *testing.T) {
+	c, err := Load("", []string{
+		"POI_NATS_URL=nats://n1:4222,nats://n2:4222,nats://n3:4222",
+		"POI_NATS_REPLICAS=3",
+		`POI_REDIS_SENTINEL_ADDRS=["s1:26379","s2:26379"]`,
+		"POI_REDIS_SENTINEL_MASTER=poi",
+		"POI_REDIS_WAIT_REPLICAS=1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Replicas != 3 || !c.Redis.Sentinel() || len(c.Redis.SentinelAddrs) != 2 || c.Redis.SentinelMaster != "poi" || c.Redis.WaitReplicas != 1 {
+		t.Fatalf("cluster settings not applied: %+v %+v", c.NATS, c.Redis)
+	}
+	d, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.NATS.Replicas != 1 || d.Redis.Sentinel() || d.Redis.WaitReplicas != 0 {
+		t.Fatalf("defaults: %+v %+v", d.NATS, d.Redis)
+	}
+}
+
 func TestFileOverridesDefaults(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "poi.yaml")
 	if err := os.WriteFile(p, []byte("api:\n  addr: 127.0.0.1:8123\nredis:\n  key_prefix: \"site1:\"\n"), 0o644); err != nil {
@@ -75,6 +98,12 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"retry for", "", []string{"POI_PIPELINE_RETRY_FOR=0s"}, "pipeline.retry_for"},
 		{"frames pool", "", []string{"POI_PIPELINE_FRAMES_CONCURRENCY=0"}, "pipeline.frames_concurrency"},
 		{"face timeout", "", []string{"POI_FACE_REQUEST_TIMEOUT=-1s"}, "face.request_timeout"},
+		{"replicas", "", []string{"POI_NATS_URL=nats://a:4222,nats://b:4222", "POI_NATS_REPLICAS=7"}, "nats.replicas"},
+		{"replicas embedded", "", []string{"POI_NATS_REPLICAS=3"}, "nats.replicas"},
+		{"nats url list", "", []string{"POI_NATS_URL=nats://a:4222,http://b:4222"}, "nats.url"},
+		{"sentinel without master", "", []string{`POI_REDIS_SENTINEL_ADDRS=["127.0.0.1:26379"]`}, "redis.sentinel_master"},
+		{"sentinel addr", "", []string{`POI_REDIS_SENTINEL_ADDRS=["nowhere"]`, "POI_REDIS_SENTINEL_MASTER=m"}, "redis.sentinel_addrs[0]"},
+		{"wait replicas", "", []string{"POI_REDIS_WAIT_REPLICAS=-1"}, "redis.wait_replicas"},
 		{"unknown key", "api:\n  adr: 1\n", nil, "adr"},
 		{"bad duration", "shutdown_timeout: soon\n", nil, "shutdown_timeout"},
 		{"log level", "log:\n  level: loud\n", nil, "log.level"},

@@ -200,11 +200,15 @@ func (n *Node) start(ctx context.Context) error {
 	pt := n.cfg.Partitions
 	limits.Partitions, limits.PartitionAckWait, limits.PinnedTTL, limits.MemberTTL = pt.Count, pt.AckWait, pt.PinnedTTL, pt.MemberTTL
 	limits.PartitionMaxAckPending = 2 * pt.Batch
+	limits.Replicas = n.cfg.NATS.Replicas
 	if err := streams.Declare(dctx, js, limits, n.cfg.Pipeline.MaxDeliver, n.log); err != nil {
 		return err
 	}
 
-	st, err := store.Open(n.cfg.Redis.URL, n.cfg.Redis.KeyPrefix)
+	rc := n.cfg.Redis
+	st, err := store.OpenOptions(store.Options{URL: rc.URL, KeyPrefix: rc.KeyPrefix,
+		SentinelAddrs: rc.SentinelAddrs, SentinelMaster: rc.SentinelMaster,
+		WaitReplicas: rc.WaitReplicas, WaitTimeout: rc.WaitTimeout, Log: n.log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("redis.url: %w", err)
 	}

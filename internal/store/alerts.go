@@ -50,10 +50,15 @@ return {'new', tostring(prev)}
 // earlier alerts of the POI.
 func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera string, retention, cooldown time.Duration) (string, int64, error) {
 	k := s.keys
-	res, err := s.claimScript.Run(ctx, s.rdb, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi), k.Tombstone(poi)},
+	sc, c, done := s.scripter(ctx)
+	defer done()
+	res, err := s.claimScript.Run(ctx, sc, []string{k.AlertDedup(track, poi), k.AlertCooldown(poi, camera), k.POIMatches(poi), k.Tombstone(poi)},
 		alertID, retention.Milliseconds(), cooldown.Milliseconds()).StringSlice()
 	if err != nil {
 		return "", 0, fmt.Errorf("claim alert %s: %w", alertID, err)
+	}
+	if res[0] == "new" {
+		s.replicated(ctx, c, "alert claim "+alertID)
 	}
 	var prev int64
 	if res[1] != "" {

@@ -109,9 +109,14 @@ func (s *Store) CreatePOI(ctx context.Context, p POI) error {
 		keys = append(keys, k.POIPhoto(p.ID, r.EmbeddingID))
 		args = append(args, r.EmbeddingID, EncodeVector(r.Vector), r.Photo)
 	}
-	n, err := s.createScript.Run(ctx, s.rdb, keys, args...).Int()
+	sc, c, done := s.scripter(ctx)
+	defer done()
+	n, err := s.createScript.Run(ctx, sc, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("create poi %s: %w", p.ID, err)
+	}
+	if n != 0 {
+		s.replicated(ctx, c, "enrolment "+p.ID)
 	}
 	if n == 0 {
 		return fmt.Errorf("create poi %s: %w", p.ID, ErrExists)

@@ -121,6 +121,9 @@ func (s *Store) CommitTracking(ctx context.Context, camera string, version int64
 			s.writeTracking(ctx, tx, camera, version+1, state, updates, samples, ttl)
 			return nil
 		})
+		if err == nil {
+			s.replicated(ctx, rtx, "tracking "+camera)
+		}
 		return err
 	}, vkey)
 	if errors.Is(err, redis.TxFailedErr) {
