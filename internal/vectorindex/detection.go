@@ -554,6 +554,13 @@ func (d *DetectionIndex) toHits(seg *segment, res []faiss.Neighbor, k int) []Hit
 	return hits
 }
 
+// CompactDue applies the production compaction policy at time now: it is
+// what the replica runs on every tick and what the benchmarks build with,
+// so the two cannot drift apart.
+func (d *DetectionIndex) CompactDue(now time.Time) (int, error) {
+	return d.Compact(now.Add(-d.cfg.SegmentDuration))
+}
+
 // Compact rebuilds segments ending at or before sealedBefore as HNSW when
 // they hold at least HNSWMinVectors live vectors, and rebuilds HNSW
 // segments whose tombstones reach a quarter of their live vectors. It
