@@ -206,8 +206,8 @@ func BenchmarkStage2Production(b *testing.B) {
 // defaults (configs/poi.yaml index.segment_duration, and the BuildThreads
 // internal/node gives the detection replica).
 const (
-	prodSegment = 24 * time.Hour
-	prodBuildThreads   = 1
+	prodSegment      = 24 * time.Hour
+	prodBuildThreads = 1
 )
 
 // genStage2 makes total face-like detections of the given identities spread
