@@ -7,17 +7,21 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"poi/internal/faiss"
 )
 
 // BenchmarkStage2Production measures the stage-2 search the way production
 // runs it: daily segments (the config default), the replica's compaction
 // policy (CompactDue) applied at "now" = the end of 7 days of data plus half
 // a current day, and the query every investigator asks, [now-7d, now], which
-// cuts the oldest segment and ends in the open one. Every query is timed
+// cuts the oldest segment and ends in the open one (and [now-6.5d, now],
+// which cuts the oldest segment's live data too). Every query is timed
 // alone, interleaved with the Go scan it is compared with, so p50/p99 and the
 // ratio come from the same run on the same (shared) machine: one search
 // worker against a 1-goroutine scan, and N workers against an N-goroutine
@@ -25,7 +29,8 @@ import (
 //
 // The default size is a CI smoke size; POI_BENCH_STAGE2_TOTAL sets the
 // measured one (docs/bench-vector-index.md), POI_BENCH_DIMS the dimension,
-// POI_BENCH_QUERIES the number of distinct queries. POI_BENCH_DROP_CACHES=1
+// POI_BENCH_QUERIES the number of distinct queries, POI_BENCH_SEGMENT the
+// segment duration and POI_BENCH_EF a list of efSearch values to compare. POI_BENCH_DROP_CACHES=1
 // (root only) drops the page cache before each snapshot load, so load is
 // measured cold.
 func BenchmarkStage2Production(b *testing.B) {
@@ -40,7 +45,11 @@ func BenchmarkStage2Production(b *testing.B) {
 		queries = n
 	}
 	const k = 10
-	day := prodSegment
+	day := 24 * time.Hour
+	segDur := prodSegment
+	if d, err := time.ParseDuration(os.Getenv("POI_BENCH_SEGMENT")); err == nil && d > 0 {
+		segDur = d
+	}
 	span := 7*day + day/2
 	now := t0.Add(span)
 	from, to := now.Add(-7*day), now
@@ -62,80 +71,52 @@ func BenchmarkStage2Production(b *testing.B) {
 		qs[i] = qf.any()
 	}
 
-	prodCfg := DetectionConfig{Model: model, SegmentDuration: day, HNSWMinVectors: minVec, BuildThreads: prodBuildThreads}
+	prodCfg := DetectionConfig{Model: model, SegmentDuration: segDur, HNSWMinVectors: minVec, BuildThreads: prodBuildThreads}
 	prod, prodAdd, prodCompact := buildStage2(b, prodCfg, dets, now)
 	defer prod.Close()
-	flatCfg := DetectionConfig{Model: model, SegmentDuration: day, HNSWMinVectors: -1}
+	flatCfg := DetectionConfig{Model: model, SegmentDuration: segDur, HNSWMinVectors: -1}
 	flat, flatAdd, _ := buildStage2(b, flatCfg, dets, now)
 	defer flat.Close()
 	var layout []string
 	for _, s := range prod.Segments() {
 		layout = append(layout, fmt.Sprintf("%s:%s:%d", s.Start.Format("01-02"), s.Kind, s.Live))
 	}
-	b.Logf("%d vectors of %d-d, %d identities, %d queries over [now-7d, now]; hnsw_min_vectors %d; segments %v",
-		total, dim, identities, queries, minVec, layout)
+	b.Logf("%d vectors of %d-d, %d identities, %d queries; segments of %v, hnsw_min_vectors %d, efSearch %d: %v",
+		total, dim, identities, queries, segDur, minVec, prod.cfg.HNSW.EfSearch, layout)
 	b.Logf("production build (1 build thread): add %v + compact %v; flat add %v", prodAdd, prodCompact, flatAdd)
 
-	// exact[i] is the exact answer to query i, for recall.
-	exact := make([][]Hit, len(qs))
-	for i, q := range qs {
-		exact[i] = goBruteRange(dets, q, from, to, k)
-	}
-
-	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("workers%d", workers), func(b *testing.B) {
-			prev := prod.cfg.SearchWorkers
-			prod.cfg.SearchWorkers = workers
-			defer func() { prod.cfg.SearchWorkers = prev }()
-			var idxT, goT []time.Duration
-			hit, want := 0, 0
-			var st SearchStats
-			for b.Loop() {
-				for i, q := range qs {
-					// Alternate which side runs first, so neither always
-					// finds the caches warmed by the other.
-					measureIdx := func() {
-						start := time.Now()
-						got, s, err := prod.Search(q, from, to, k)
-						idxT = append(idxT, time.Since(start))
-						if err != nil {
-							b.Fatal(err)
-						}
-						st = s
-						for _, x := range exact[i] {
-							want++
-							if slices.ContainsFunc(got, func(h Hit) bool { return h.ID == x.ID }) {
-								hit++
-							}
-						}
-					}
-					measureGo := func() {
-						start := time.Now()
-						goBruteRangeParallel(dets, q, from, to, k, workers)
-						goT = append(goT, time.Since(start))
-					}
-					if i%2 == 0 {
-						measureIdx()
-						measureGo()
-					} else {
-						measureGo()
-						measureIdx()
-					}
-				}
+	// "last 7 days" covers everything retention keeps, so it cuts the
+	// oldest segment's time span but none of its live data; "last 6.5 days"
+	// cuts the oldest segment's live data in half.
+	ranges := []struct {
+		name     string
+		from, to time.Time
+	}{{"7d", from, to}, {"6.5d", now.Add(-6*day - day/2), to}}
+	efs := []int{prod.cfg.HNSW.EfSearch}
+	if e := os.Getenv("POI_BENCH_EF"); e != "" {
+		efs = nil
+		for _, f := range strings.Split(e, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				efs = append(efs, n)
 			}
-			ip50, ip99 := percentile(idxT, 50), percentile(idxT, 99)
-			gp50, gp99 := percentile(goT, 50), percentile(goT, 99)
-			recall := float64(hit) / float64(want)
-			b.Logf("%d workers vs %d-goroutine Go scan, %d timed queries: index p50 %v p99 %v; Go p50 %v p99 %v; ratio p50 %.1fx p99 %.1fx; recall@10 %.4f; %d segments holding %d vectors searched",
-				workers, workers, len(idxT), ip50, ip99, gp50, gp99, gp50.Seconds()/ip50.Seconds(), gp99.Seconds()/ip99.Seconds(), recall, st.SegmentsSearched, st.VectorsSearched)
-			b.ReportMetric(ms(ip50), "p50-ms")
-			b.ReportMetric(ms(ip99), "p99-ms")
-			b.ReportMetric(ms(gp50), "go-p50-ms")
-			b.ReportMetric(ms(gp99), "go-p99-ms")
-			b.ReportMetric(gp50.Seconds()/ip50.Seconds(), "x-p50")
-			b.ReportMetric(recall, "recall@10")
-		})
+		}
 	}
+	for _, r := range ranges {
+		// exact[i] is the exact answer to query i, for recall.
+		exact := make([][]Hit, len(qs))
+		for i, q := range qs {
+			exact[i] = goBruteRange(dets, q, r.from, r.to, k)
+		}
+		for _, ef := range efs {
+			setEfSearch(b, prod, ef)
+			for _, workers := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/ef%d/workers%d", r.name, ef, workers), func(b *testing.B) {
+					stage2Run(b, prod, dets, qs, exact, r.from, r.to, k, workers)
+				})
+			}
+		}
+	}
+	setEfSearch(b, prod, efs[0])
 
 	// Where one query's time goes: each overlapping segment searched alone
 	// over its in-range part, one worker.
@@ -144,7 +125,7 @@ func BenchmarkStage2Production(b *testing.B) {
 			prev := prod.cfg.SearchWorkers
 			prod.cfg.SearchWorkers = 1
 			for _, s := range prod.Segments() {
-				lo, hi := s.Start, s.Start.Add(day-1)
+				lo, hi := s.Start, s.Start.Add(segDur-1)
 				if hi.Before(from) || lo.After(to) {
 					continue
 				}
@@ -202,11 +183,83 @@ func BenchmarkStage2Production(b *testing.B) {
 	}
 }
 
+// stage2Run times every query on prod with the given number of search
+// workers, interleaved with a Go scan on as many goroutines, and reports
+// p50/p99 of both, their ratio and recall@10 against exact.
+func stage2Run(b *testing.B, prod *DetectionIndex, dets []Detection, qs [][]float32, exact [][]Hit, from, to time.Time, k, workers int) {
+	prev := prod.cfg.SearchWorkers
+	prod.cfg.SearchWorkers = workers
+	defer func() { prod.cfg.SearchWorkers = prev }()
+	var idxT, goT []time.Duration
+	hit, want := 0, 0
+	var st SearchStats
+	for b.Loop() {
+		for i, q := range qs {
+			// Alternate which side runs first, so neither always
+			// finds the caches warmed by the other.
+			measureIdx := func() {
+				start := time.Now()
+				got, s, err := prod.Search(q, from, to, k)
+				idxT = append(idxT, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+				st = s
+				for _, x := range exact[i] {
+					want++
+					if slices.ContainsFunc(got, func(h Hit) bool { return h.ID == x.ID }) {
+						hit++
+					}
+				}
+			}
+			measureGo := func() {
+				start := time.Now()
+				goBruteRangeParallel(dets, q, from, to, k, workers)
+				goT = append(goT, time.Since(start))
+			}
+			if i%2 == 0 {
+				measureIdx()
+				measureGo()
+			} else {
+				measureGo()
+				measureIdx()
+			}
+		}
+	}
+	ip50, ip99 := percentile(idxT, 50), percentile(idxT, 99)
+	gp50, gp99 := percentile(goT, 50), percentile(goT, 99)
+	recall := float64(hit) / float64(want)
+	b.Logf("%d workers vs %d-goroutine Go scan, %d timed queries: index p50 %v p99 %v; Go p50 %v p99 %v; ratio p50 %.1fx p99 %.1fx; recall@10 %.4f; %d segments holding %d vectors searched",
+		workers, workers, len(idxT), ip50, ip99, gp50, gp99, gp50.Seconds()/ip50.Seconds(), gp99.Seconds()/ip99.Seconds(), recall, st.SegmentsSearched, st.VectorsSearched)
+	b.ReportMetric(ms(ip50), "p50-ms")
+	b.ReportMetric(ms(ip99), "p99-ms")
+	b.ReportMetric(ms(gp50), "go-p50-ms")
+	b.ReportMetric(ms(gp99), "go-p99-ms")
+	b.ReportMetric(gp50.Seconds()/ip50.Seconds(), "x-p50")
+	b.ReportMetric(recall, "recall@10")
+}
+
+// setEfSearch sets the HNSW beam width of every graph segment and of the
+// configuration (which the filtered search of cut segments scales).
+func setEfSearch(b *testing.B, d *DetectionIndex, ef int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cfg.HNSW.EfSearch = ef
+	for _, s := range d.segs {
+		if s.idx.Kind() == faiss.HNSW {
+			if err := s.idx.SetEfSearch(ef); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
 // prodSegment and prodBuildThreads mirror the service
-// defaults (configs/poi.yaml index.segment_duration, and the BuildThreads
+// defaults (configs/poi.yaml index.segment_duration and pipeline.retention, and the BuildThreads
 // internal/node gives the detection replica).
 const (
 	prodSegment      = 24 * time.Hour
+	prodRetention    = 168 * time.Hour
 	prodBuildThreads = 1
 )
 
@@ -244,6 +297,8 @@ func buildStage2(b *testing.B, cfg DetectionConfig, dets []Detection, now time.T
 	}
 	add := time.Since(start)
 	start = time.Now()
+	// The replica's tick: retention, then compaction.
+	d.DropBefore(now.Add(-prodRetention))
 	if _, err := d.CompactDue(now); err != nil {
 		b.Fatal(err)
 	}
