@@ -15,6 +15,9 @@ if go mod graph | grep -E 'go-task|aws-sdk|cloud\.google|bubbletea' >/dev/null; 
   echo "the service module graph holds development tools" >&2; exit 1
 fi
 go test -race -count=1 -timeout 20m ./...
+# Every benchmark once, at a size that only proves it still runs (none of
+# them may rot between the runs recorded in docs/BENCHMARKS.md).
+POI_BENCH_SMOKE=1 go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
 # Bounded fuzzing of every parser of untrusted input. The budget is a count
 # of executions, not a duration: with a duration, Go 1.26's fuzzing
 # coordinator can fail a clean run with "context deadline exceeded" at the
