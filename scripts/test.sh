@@ -19,6 +19,9 @@ fi
 shots=${POI_TEST_OUTPUT:-test-output}
 trap 'ls -1 "$shots"/*.png 2>/dev/null | sed "s/^/screenshot: /" >&2 || true' EXIT
 go test -race -count=1 -timeout 20m ./...
+# Every benchmark once, at a size that only proves it still runs (none of
+# them may rot between the runs recorded in docs/BENCHMARKS.md).
+POI_BENCH_SMOKE=1 go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
 # Bounded fuzzing of every parser of untrusted input. The budget is a count
 # of executions, not a duration: with a duration, Go 1.26's fuzzing
 # coordinator can fail a clean run with "context deadline exceeded" at the

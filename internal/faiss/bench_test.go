@@ -19,9 +19,13 @@ import (
 // a plain Go brute-force scan. Sizes above 10k vectors are expensive (a 1M
 // HNSW build takes minutes here) and run only with POI_BENCH_LARGE=1;
 // POI_BENCH_DIMS (e.g. "256") and POI_BENCH_SIZES (e.g. "1000000") narrow a
-// run. See docs/bench-vector-index.md for the commands and results.
+// run; POI_BENCH_SMOKE=1 (scripts/test.sh) shrinks everything to a size that
+// only proves the benchmark still runs. See docs/bench-vector-index.md for the commands and results.
 
 func benchSizes() []int {
+	if os.Getenv("POI_BENCH_SMOKE") == "1" {
+		return []int{2000}
+	}
 	if s := os.Getenv("POI_BENCH_SIZES"); s != "" {
 		return parseInts(s)
 	}
@@ -32,6 +36,9 @@ func benchSizes() []int {
 }
 
 func benchDims() []int {
+	if os.Getenv("POI_BENCH_SMOKE") == "1" {
+		return []int{64}
+	}
 	if s := os.Getenv("POI_BENCH_DIMS"); s != "" {
 		return parseInts(s)
 	}

@@ -337,6 +337,50 @@ func (ix *Index) SearchIDs(query []float32, ids []int64, k int) ([]Neighbor, err
 	return out, nil
 }
 
+// SearchHNSWIDs is an HNSW graph search restricted to the given ids, best
+// first; ids not in the index are ignored. Unlike SearchIDs its cost does
+// not grow with len(ids) beyond building the filter, but it is approximate,
+// and the fewer ids pass the wider ef must be to keep recall (the walk
+// crosses nodes it may not return). ef <= 0 uses the index's efSearch. Flat
+// indexes return ErrUnsupported: for them SearchIDs is exact and as cheap.
+func (ix *Index) SearchHNSWIDs(query []float32, ids []int64, k, ef int) ([]Neighbor, error) {
+	if ix.kind != HNSW {
+		return nil, fmt.Errorf("faiss search hnsw ids: %w (%s)", ErrUnsupported, ix.kind)
+	}
+	if k <= 0 {
+		return nil, fmt.Errorf("faiss search hnsw ids: k must be positive, got %d", k)
+	}
+	if len(query) != ix.dim {
+		return nil, fmt.Errorf("faiss search hnsw ids: %w: %d floats, want %d", ErrDimension, len(query), ix.dim)
+	}
+	if ef <= 0 {
+		ef = int(ix.efSearch.Load())
+	}
+	ef = min(ef, math.MaxInt32)
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if ix.p == nil {
+		return nil, fmt.Errorf("faiss search hnsw ids: %w", ErrClosed)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	k = min(k, len(ids))
+	dist := make([]float32, k)
+	labels := make([]int64, k)
+	var found C.int64_t
+	buf := make([]C.char, errLen)
+	if C.poi_search_hnsw_ids(ix.p, (*C.float)(&query[0]), C.int64_t(len(ids)), (*C.int64_t)(&ids[0]),
+		C.int64_t(k), C.int(ef), (*C.float)(&dist[0]), (*C.int64_t)(&labels[0]), &found, &buf[0], errLen) != 0 {
+		return nil, fmt.Errorf("faiss search hnsw ids: %w", nativeErr(buf))
+	}
+	out := make([]Neighbor, int(found))
+	for i := range out {
+		out[i] = Neighbor{ID: labels[i], Score: dist[i]}
+	}
+	return out, nil
+}
+
 // Remove deletes the given ids and returns how many were present. Only flat
 // indexes support it (FAISS HNSW cannot unlink graph nodes); HNSW returns
 // ErrUnsupported so the caller can fall back to tombstones. Removal from a

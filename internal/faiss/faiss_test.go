@@ -623,3 +623,79 @@ func TestSearchIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchHNSWIDs checks the filtered graph search: every result is one
+// of the allowed ids, recall against the exact search over those ids stays
+// high at half and at a quarter of the index eligible, and the edge cases
+// (flat index, unknown ids only, closed index) are errors or empty.
+func TestSearchHNSWIDs(t *testing.T) {
+	const dim, n, nq, k = 64, 6000, 60, 10
+	rng := rand.New(rand.NewPCG(19, 20))
+	data := clustered(rng, n, dim, 300, 0.8)
+	ids := seqIDs(n, 11)
+	h, err := NewHNSW(dim, HNSWParams{M: 32, EfConstruction: 40, EfSearch: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.Add(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	queries := clustered(rng, nq, dim, 300, 0.8)
+	for _, every := range []int{2, 4} {
+		var subIDs []int64
+		var subData []float32
+		allowed := map[int64]bool{}
+		for i := 0; i < n; i += every {
+			subIDs = append(subIDs, ids[i])
+			subData = append(subData, data[i*dim:(i+1)*dim]...)
+			allowed[ids[i]] = true
+		}
+		hit := 0
+		for q := range nq {
+			qv := queries[q*dim : (q+1)*dim]
+			got, err := h.SearchHNSWIDs(qv, append(slices.Clone(subIDs), -3), k, 128*every)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != k {
+				t.Fatalf("1/%d eligible: %d results, want %d", every, len(got), k)
+			}
+			for i, g := range got {
+				if !allowed[g.ID] {
+					t.Fatalf("1/%d eligible: result %d is id %d, not allowed", every, i, g.ID)
+				}
+				if i > 0 && g.Score > got[i-1].Score {
+					t.Fatalf("results not best first: %v", got)
+				}
+			}
+			for _, w := range bruteForce(subData, subIDs, qv, dim, k) {
+				if slices.ContainsFunc(got, func(g Neighbor) bool { return g.ID == w.ID }) {
+					hit++
+				}
+			}
+		}
+		recall := float64(hit) / float64(nq*k)
+		t.Logf("1/%d eligible: recall@%d %.3f", every, k, recall)
+		if recall < 0.95 {
+			t.Fatalf("1/%d eligible: recall@%d %.3f < 0.95", every, k, recall)
+		}
+	}
+	q := queries[:dim]
+	if res, err := h.SearchHNSWIDs(q, []int64{-1, 1 << 40}, 3, 0); err != nil || len(res) != 0 {
+		t.Fatalf("unknown ids only: %v %v", res, err)
+	}
+	// So selective a filter is where the walk may miss (why callers scan
+	// exactly instead), but it must never return another id.
+	if res, err := h.SearchHNSWIDs(q, ids[5:6], 3, 0); err != nil || len(res) > 1 || len(res) == 1 && res[0].ID != ids[5] {
+		t.Fatalf("one allowed id: %v %v", res, err)
+	}
+	f := mustFlat(t, dim)
+	if _, err := f.SearchHNSWIDs(q, ids, 3, 0); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("flat: %v", err)
+	}
+	h.Close()
+	if _, err := h.SearchHNSWIDs(q, ids, 3, 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}

@@ -233,6 +233,53 @@ int poi_search_ids(const poi_index* ix, const float* x, int64_t nids,
     });
 }
 
+int poi_search_hnsw_ids(const poi_index* ix, const float* x, int64_t nids,
+                        const int64_t* ids, int64_t k, int ef,
+                        float* distances, int64_t* labels, int64_t* found,
+                        char* err, size_t errlen) {
+    *found = 0;
+    return guard(err, errlen, [&] {
+        if (ix->hnsw == nullptr) {
+            throw std::runtime_error("filtered graph search needs an HNSW index");
+        }
+        if (k <= 0 || ef <= 0) {
+            throw std::runtime_error("k and ef must be positive");
+        }
+        const int64_t n = ix->map->ntotal;
+        if (n == 0 || nids == 0) {
+            return;
+        }
+        // The graph works on storage positions, and FAISS 1.7.3's
+        // IndexIDMap2 rejects search parameters, so the ids are mapped to
+        // positions here and the inner index is searched directly.
+        std::vector<uint8_t> bitmap(static_cast<size_t>((n + 7) / 8), 0);
+        for (int64_t i = 0; i < nids; i++) {
+            auto it = ix->map->rev_map.find(ids[i]);
+            if (it != ix->map->rev_map.end()) {
+                bitmap[it->second >> 3] |= static_cast<uint8_t>(1u << (it->second & 7));
+            }
+        }
+        faiss::IDSelectorBitmap sel(static_cast<size_t>(n), bitmap.data());
+        faiss::SearchParametersHNSW params;
+        params.efSearch = std::max<int64_t>(ef, k);
+        params.sel = &sel;
+        std::vector<float> dist(static_cast<size_t>(k));
+        std::vector<faiss::Index::idx_t> pos(static_cast<size_t>(k));
+        ThreadGuard tg(1);
+        ix->hnsw->search(1, x, k, dist.data(), pos.data(), &params);
+        int64_t w = 0;
+        for (int64_t i = 0; i < k; i++) {
+            if (pos[i] < 0) {
+                continue;
+            }
+            distances[w] = dist[i];
+            labels[w] = ix->map->id_map[pos[i]];
+            w++;
+        }
+        *found = w;
+    });
+}
+
 int poi_remove(poi_index* ix, int64_t n, const int64_t* ids, int64_t* removed,
                char* err, size_t errlen) {
     *removed = 0;

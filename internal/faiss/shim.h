@@ -35,6 +35,15 @@ int poi_search(poi_index* ix, int64_t n, const float* x, int64_t k,
 int poi_search_ids(const poi_index* ix, const float* x, int64_t nids,
                    const int64_t* ids, int64_t k, float* distances,
                    int64_t* labels, int64_t* found, char* err, size_t errlen);
+// Graph search of an HNSW index restricted to the given ids (unknown ids
+// are skipped): the walk visits every node but only selected ones can be
+// results, so the cost stays that of one HNSW search however many ids pass.
+// ef is the beam width of this call (at least k). Writes up to k results
+// best first and their number to found.
+int poi_search_hnsw_ids(const poi_index* ix, const float* x, int64_t nids,
+                        const int64_t* ids, int64_t k, int ef,
+                        float* distances, int64_t* labels, int64_t* found,
+                        char* err, size_t errlen);
 int poi_remove(poi_index* ix, int64_t n, const int64_t* ids, int64_t* removed,
                char* err, size_t errlen);
 int64_t poi_ntotal(const poi_index* ix);

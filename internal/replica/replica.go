@@ -288,7 +288,7 @@ func (d *Detections) Run(ctx context.Context) error {
 			if segs, vecs := d.idx.DropBefore(time.Now().Add(-d.cfg.Retention)); segs > 0 {
 				d.log.Info("retention dropped segments", "segments", segs, "vectors", vecs)
 			}
-			if _, err := d.idx.Compact(time.Now().Add(-d.cfg.Index.SegmentDuration)); err != nil {
+			if _, err := d.idx.CompactDue(time.Now()); err != nil {
 				d.log.Warn("compact", "error", err)
 			}
 			if err := d.snapshot(); err != nil {

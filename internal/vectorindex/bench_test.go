@@ -16,7 +16,9 @@ import (
 // hour and over all of it, with segments flat or converted to HNSW, and
 // snapshot load against rebuild. The default size is small; POI_BENCH_LARGE=1
 // uses 1M vectors (about 5950 per hourly segment). POI_BENCH_DIMS picks the
-// dimension (default 512), POI_BENCH_SEGMENT the segment duration.
+// dimension (default 512), POI_BENCH_SEGMENT the segment duration;
+// POI_BENCH_SMOKE=1 (scripts/test.sh) shrinks it to a size that only proves
+// the benchmark still runs.
 
 func detBenchParams() (total, dim int, seg time.Duration) {
 	total, dim, seg = 168*300, 512, time.Hour
@@ -31,6 +33,9 @@ func detBenchParams() (total, dim int, seg time.Duration) {
 	}
 	if d, err := time.ParseDuration(os.Getenv("POI_BENCH_SEGMENT")); err == nil && d > 0 {
 		seg = d
+	}
+	if os.Getenv("POI_BENCH_SMOKE") == "1" {
+		total, dim = 168*20, 64
 	}
 	return total, dim, seg
 }

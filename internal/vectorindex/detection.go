@@ -132,7 +132,12 @@ type segment struct {
 	// slice, instead of looking every id up in the map, is what keeps a
 	// short range that cuts a long segment cheap.
 	times []int64
-	live  int
+	// minT and maxT bound the timestamps of every live detection (they only
+	// widen, so they stay bounds after removals). A range covering them needs
+	// no per-detection filter even if it cuts the segment's time span, which
+	// is the common case of the open segment under a range ending now.
+	minT, maxT int64
+	live       int
 	// deadInIndex counts removed ids still physically in idx (HNSW cannot
 	// remove); searches over-fetch by this much.
 	deadInIndex int
@@ -189,7 +194,10 @@ func NewDetectionIndex(cfg DetectionConfig) (*DetectionIndex, error) {
 	}, nil
 }
 
-const minInt64 = -1 << 63
+const (
+	minInt64 = -1 << 63
+	maxInt64 = 1<<63 - 1
+)
 
 // segStart returns the start of the segment holding t (floor division, so
 // times before 1970 work too).
@@ -306,7 +314,7 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 			}
 			// Segment searches run from several goroutines at once.
 			idx.SetThreads(1)
-			seg = &segment{start: start, idx: idx}
+			seg = &segment{start: start, idx: idx, minT: maxInt64, maxT: minInt64}
 			d.segs[start] = seg
 		}
 		if err := seg.idx.Add(g.ids, g.vecs); err != nil {
@@ -317,6 +325,9 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 		}
 		seg.ids = append(seg.ids, g.ids...)
 		seg.times = append(seg.times, g.ts...)
+		for _, t := range g.ts {
+			seg.minT, seg.maxT = min(seg.minT, t), max(seg.maxT, t)
+		}
 		seg.live += len(g.ids)
 		seg.version++
 	}
@@ -491,29 +502,10 @@ func (d *DetectionIndex) Search(q []float32, from, to time.Time, k int) ([]Hit, 
 // searchSegment returns the segment's top k live hits in [fromN, toN] and
 // how many vectors it compared. The caller holds d.mu for reading.
 func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int64, k int) ([]Hit, int, error) {
-	if seg.start < fromN || seg.start+d.dur-1 > toN {
-		// The range cuts this segment: search exactly among the detections
-		// whose own time is in range. This costs one dot product per
-		// eligible vector and, unlike over-fetching then filtering, never
-		// needs a second pass when the range holds few of them.
-		var cand []int64
-		for i, t := range seg.times {
-			if t < fromN || t > toN {
-				continue
-			}
-			// Only in-range ids pay for the liveness lookup.
-			if l, ok := d.loc[seg.ids[i]]; ok && l.seg == seg.start {
-				cand = append(cand, seg.ids[i])
-			}
-		}
-		if len(cand) == 0 {
-			return nil, 0, nil
-		}
-		res, err := seg.idx.SearchIDs(q, cand, k)
-		if err != nil {
-			return nil, 0, err
-		}
-		return d.toHits(seg, res, k), len(cand), nil
+	// Every live detection is at or after the retention horizon, so a range
+	// starting before it starts, for this purpose, at the segment's oldest.
+	if max(seg.minT, d.horizon) < fromN || seg.maxT > toN {
+		return d.searchCut(seg, q, fromN, toN, k)
 	}
 	n, err := seg.idx.Count()
 	if err != nil {
@@ -522,11 +514,67 @@ func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int
 	if n == 0 {
 		return nil, 0, nil
 	}
-	// Tombstones occupy result slots, so fetch that many more; if HNSW
-	// still came back short, widen and retry.
+	return d.searchWidening(seg, n, k, func(fetch int) ([]faiss.Neighbor, error) { return seg.idx.Search(q, fetch) })
+}
+
+// filteredGraphMinShare is the in-range share of an HNSW segment from
+// which a cut segment is searched through its graph with a filter instead
+// of exactly: below it the exact scan over the few candidates is cheaper
+// than the walk, and the walk's recall falls (it crosses nodes it may not
+// return). efSearch is widened by the inverse of the share, so at a quarter
+// eligible the walk uses 4x efSearch (recall@10 0.99 in TestSearchHNSWIDs
+// and TestDetectionCutHNSWFiltered).
+const filteredGraphMinShare = 4
+
+// searchCut searches a segment the range cuts, among the detections whose
+// own time is in range.
+func (d *DetectionIndex) searchCut(seg *segment, q []float32, fromN, toN int64, k int) ([]Hit, int, error) {
+	var cand []int64
+	for i, t := range seg.times {
+		if t >= fromN && t <= toN {
+			cand = append(cand, seg.ids[i])
+		}
+	}
+	n, err := seg.idx.Count()
+	if err != nil {
+		return nil, 0, err
+	}
+	if seg.idx.Kind() == faiss.HNSW && len(cand) > 0 && len(cand)*filteredGraphMinShare >= n {
+		// Removed ids still in cand are tombstones in the graph; toHits
+		// drops them and searchWidening fetches more when they took slots.
+		ef := d.cfg.HNSW.EfSearch * n / len(cand)
+		hits, _, err := d.searchWidening(seg, len(cand), k, func(fetch int) ([]faiss.Neighbor, error) {
+			return seg.idx.SearchHNSWIDs(q, cand, fetch, max(ef, fetch))
+		})
+		return hits, len(cand), err
+	}
+	// Exact among the candidates: one dot product per eligible vector and,
+	// unlike over-fetching then filtering, never a second pass when the
+	// range holds few of them. Only in-range ids pay for the liveness
+	// lookup.
+	live := cand[:0]
+	for _, id := range cand {
+		if l, ok := d.loc[id]; ok && l.seg == seg.start {
+			live = append(live, id)
+		}
+	}
+	if len(live) == 0 {
+		return nil, 0, nil
+	}
+	res, err := seg.idx.SearchIDs(q, live, k)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d.toHits(seg, res, k), len(live), nil
+}
+
+// searchWidening runs search for k plus the segment's tombstones (they
+// occupy result slots) and, if HNSW still came back short of k live hits,
+// widens and retries up to n results. It returns the hits and n.
+func (d *DetectionIndex) searchWidening(seg *segment, n, k int, search func(fetch int) ([]faiss.Neighbor, error)) ([]Hit, int, error) {
 	fetch := min(k+seg.deadInIndex, n)
 	for {
-		res, err := seg.idx.Search(q, fetch)
+		res, err := search(fetch)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -552,6 +600,18 @@ func (d *DetectionIndex) toHits(seg *segment, res []faiss.Neighbor, k int) []Hit
 		}
 	}
 	return hits
+}
+
+// CompactDue applies the production compaction policy at time now: it is
+// what the replica runs on every tick and what the benchmarks build with,
+// so the two cannot drift apart. Every segment up to the one now falls in,
+// sealed or still receiving detections, becomes HNSW once it holds
+// HNSWMinVectors; later detections of the open segment go into its graph
+// one by one. Waiting for a segment to seal left the newest two daily
+// segments flat, and their exact scan was most of a 7-day query's time
+// (docs/bench-vector-index.md).
+func (d *DetectionIndex) CompactDue(now time.Time) (int, error) {
+	return d.Compact(now.Add(d.cfg.SegmentDuration))
 }
 
 // Compact rebuilds segments ending at or before sealedBefore as HNSW when
@@ -838,7 +898,7 @@ func (d *DetectionIndex) loadSegments(dir string, m manifest) error {
 			return fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
 		}
 		idx.SetThreads(1)
-		d.segs[e.Key] = &segment{start: e.Key, idx: idx, version: e.Version,
+		d.segs[e.Key] = &segment{start: e.Key, idx: idx, version: e.Version, minT: maxInt64, maxT: minInt64,
 			snapDir: dir, snapVersion: e.Version, snapFile: e.File}
 		if idx.Dim() != d.cfg.Model.Dim {
 			return fmt.Errorf("%w: segment %d has dimension %d", ErrCorruptSnapshot, e.Key, idx.Dim())
@@ -877,6 +937,7 @@ func (d *DetectionIndex) loadSegments(dir string, m manifest) error {
 			d.loc[id] = loc{seg: start, t: t}
 			seg.ids = append(seg.ids, id)
 			seg.times = append(seg.times, t)
+			seg.minT, seg.maxT = min(seg.minT, t), max(seg.maxT, t)
 		}
 		seg.live = nlive
 		ndead := br.count(1 << 32)
