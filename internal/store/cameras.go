@@ -43,16 +43,12 @@ func (s *Store) CamerasSeen(ctx context.Context) ([]string, error) {
 
 // CameraSeenAt returns when camera last sent something (zero if never).
 func (s *Store) CameraSeenAt(ctx context.Context, camera string) (time.Time, error) {
-	v, err := s.rdb.HGet(ctx, s.keys.CamerasSeen(), camera).Result()
+	ms, err := s.rdb.ZScore(ctx, s.keys.CamerasSeen(), camera).Result()
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, nil
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("camera %s seen: %w", camera, err)
 	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("camera %s seen %q: %w", camera, v, err)
-	}
-	return t, nil
+	return time.UnixMilli(int64(ms)).UTC(), nil
 }
