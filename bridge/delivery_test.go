@@ -214,7 +214,7 @@ func newPublisher(t *testing.T, r *rig, camera string) *publisher {
 	if err := jpeg.Encode(&buf, img, nil); err != nil {
 		t.Fatal(err)
 	}
-	return &publisher{cl: cl, camera: camera, jpeg: buf.Bytes(), base: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), sent: map[time.Time]bool{}}
+	return &publisher{cl: cl, camera: camera, jpeg: buf.Bytes(), base: time.Now().UTC().Truncate(time.Second), sent: map[time.Time]bool{}}
 }
 
 func (p *publisher) send(ctx context.Context) error {

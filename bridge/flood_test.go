@@ -58,8 +58,10 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
 
-	opts := mqttclient.Options{URL: "tcp://" + broker.Addr(), ConnectTimeout: 5 * time.Second, ManualAck: true}
-	bcl, err := mqttclient.Connect(ctx, opts, log)
+	// The bridge's own kind of session: persistent, so that what it leaves
+	// unacknowledged while its queue is full comes back after it reconnects.
+	bcl, err := mqttclient.New(mqttclient.Options{URL: "tcp://" + broker.Addr(), ClientID: "poi-bridge-flood",
+		Persistent: true, ManualAck: true, ConnectTimeout: 5 * time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +79,9 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	if err := b.Subscribe(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := bcl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	bctx, stopBridge := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- b.Run(bctx) }()
@@ -87,8 +92,7 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 		}
 	}()
 
-	opts.ManualAck = false
-	pub, err := mqttclient.Connect(ctx, opts, log)
+	pub, err := mqttclient.Connect(ctx, mqttclient.Options{URL: "tcp://" + broker.Addr(), ConnectTimeout: 5 * time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
