@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -279,6 +280,20 @@ func TestConsoleShowsLiveAlertsWithoutReloading(t *testing.T) {
 		t.Errorf("the cue switch stored %q", got)
 	}
 	steps(t, ctx, chromedp.Click(chromedp.CSS("#cue-toggle")))
+	// An operator acknowledges the alert from its card, with a note: the
+	// card says so and the server holds the review.
+	steps(t, ctx,
+		chromedp.SendKeys(chromedp.CSS(card+" .review-note"), "guard sent"),
+		chromedp.Click(chromedp.CSS(card+" .review-acknowledged")),
+		until(`document.querySelector(`+jsString(card+" .status")+`).textContent === 'Acknowledged'`),
+		until(`document.querySelector(`+jsString(card+" .review-acknowledged")+`).getAttribute('aria-pressed') === 'true'`),
+	)
+	r := call(t, "GET", s.URL+"/api/v1/alerts?poi_id="+poi, s.AdminKey, "", nil)
+	var reviewed []map[string]any
+	if err := json.Unmarshal(r.body, &reviewed); err != nil || len(reviewed) != 1 ||
+		reviewed[0]["status"] != "Acknowledged" || reviewed[0]["review_note"] != "guard sent" || reviewed[0]["reviewed_by"] == nil {
+		t.Fatalf("after the console's review: %d %s", r.code, r.body)
+	}
 	screenshot(t, ctx, "console-live-alert")
 	// The same page on a 1080p wall display: the type scales up.
 	steps(t, ctx, chromedp.EmulateViewport(1920, 1080), until(`getComputedStyle(document.documentElement).fontSize === '18px'`), visible(card))

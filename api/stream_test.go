@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,6 +124,20 @@ func TestAlertStreamResumesAfterLastEventID(t *testing.T) {
 	if ev := next(t, live); !strings.Contains(ev.data, `"a4"`) {
 		t.Fatalf("the first client got %+v after a3, want a4", ev)
 	}
+	// How long an alert takes from POI_ALERTS to a connected client, over
+	// 50 alerts one at a time (logged for the README; the wait is bounded by
+	// next, not asserted).
+	var lat []time.Duration
+	for i := range 50 {
+		start := time.Now()
+		publish("lat-" + strconv.Itoa(i))
+		if ev := next(t, live); !strings.Contains(ev.data, `"lat-`+strconv.Itoa(i)+`"`) {
+			t.Fatalf("latency alert %d: got %+v", i, ev)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("POI_ALERTS publish to SSE client: p50 %s, p99 %s, max %s over %d alerts", lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], len(lat))
 	// A resume point that is not a sequence is refused before streaming.
 	code, body := do(t, "GET", s.URL+"/api/v1/alerts/stream?last_event_id=abc")
 	if code != 422 || !strings.Contains(string(body), "Last-Event-ID") {
