@@ -43,6 +43,12 @@ type Client struct {
 	log  *slog.Logger
 	mu   sync.Mutex
 	subs map[string]sub
+	// subscribed is closed once the first connection's subscriptions are
+	// in place: paho runs the connect handler after the connect token
+	// completes, and a process that reported ready before it would miss
+	// what is published in between.
+	subscribed chan struct{}
+	once       sync.Once
 }
 
 type sub struct {
@@ -59,7 +65,7 @@ func New(o Options, log *slog.Logger) (*Client, error) {
 	if o.Persistent && o.ClientID == "" {
 		return nil, errors.New("mqtt: a persistent session needs a fixed client id")
 	}
-	cl := &Client{o: o, log: log, subs: map[string]sub{}}
+	cl := &Client{o: o, log: log, subs: map[string]sub{}, subscribed: make(chan struct{})}
 	id := o.ClientID
 	if id == "" {
 		host, _ := os.Hostname()
@@ -115,6 +121,13 @@ func (cl *Client) Start(ctx context.Context) error {
 		if err := tok.Error(); err != nil {
 			return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), err)
 		}
+		select {
+		case <-cl.subscribed:
+		case <-wait.C:
+			return fmt.Errorf("mqtt connect %s: subscriptions not in place after %s", config.RedactURL(cl.o.URL), cl.o.ConnectTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt connect %s: %w", config.RedactURL(cl.o.URL), ctx.Err())
+		}
 	case <-wait.C:
 		return fmt.Errorf("mqtt connect %s: not connected after %s, retrying in background", config.RedactURL(cl.o.URL), cl.o.ConnectTimeout)
 	case <-ctx.Done():
@@ -144,6 +157,7 @@ func (cl *Client) onConnect(c paho.Client) {
 			cl.log.Error("mqtt resubscribe", "topic", topic, "error", t.Error())
 		}
 	}
+	cl.once.Do(func() { close(cl.subscribed) })
 }
 
 // Subscribe registers h for topic now (if connected) and after every
