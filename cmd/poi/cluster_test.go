@@ -1,3 +1,5 @@
+//go:build takeover
+
 package main
 
 import (
