@@ -195,8 +195,19 @@ func (ix *Index) Count() (int, error) {
 // Add stores vectors (len(vectors) == len(ids)*Dim(), row-major) under the
 // given ids. Ids must be new: FAISS's IndexIDMap2 would otherwise keep two
 // vectors for one id, so a duplicate is reported as an error and nothing is
-// added.
+// added. HNSW indexes give them stamp 0 (see AddStamped).
 func (ix *Index) Add(ids []int64, vectors []float32) error {
+	return ix.AddStamped(ids, nil, vectors)
+}
+
+// AddStamped is Add with a stamp per vector (nil for zeros), which HNSW
+// indexes keep for SearchHNSWRange and flat ones ignore. A caller's stamp
+// is typically a time: a range of stamps is then a time filter of the
+// graph walk, and Removed marks a tombstone.
+func (ix *Index) AddStamped(ids, stamps []int64, vectors []float32) error {
+	if stamps != nil && len(stamps) != len(ids) {
+		return fmt.Errorf("faiss add: %d stamps for %d ids", len(stamps), len(ids))
+	}
 	if len(ids) == 0 {
 		if len(vectors) != 0 {
 			return fmt.Errorf("faiss add: %w: %d floats for 0 ids", ErrDimension, len(vectors))
@@ -212,9 +223,13 @@ func (ix *Index) Add(ids []int64, vectors []float32) error {
 	if ix.p == nil {
 		return fmt.Errorf("faiss add: %w", ErrClosed)
 	}
+	var cstamps *C.int64_t
+	if stamps != nil {
+		cstamps = (*C.int64_t)(&stamps[0])
+	}
 	buf := make([]C.char, errLen)
 	if C.poi_add(ix.p, C.int64_t(len(ids)), (*C.float)(&vectors[0]),
-		(*C.int64_t)(&ids[0]), C.int(ix.threads.Load()), &buf[0], errLen) != 0 {
+		(*C.int64_t)(&ids[0]), cstamps, C.int(ix.threads.Load()), &buf[0], errLen) != 0 {
 		return fmt.Errorf("faiss add: %w", nativeErr(buf))
 	}
 	return nil
@@ -330,55 +345,89 @@ func (ix *Index) SearchIDs(query []float32, ids []int64, k int) ([]Neighbor, err
 		C.int64_t(k), (*C.float)(&dist[0]), (*C.int64_t)(&labels[0]), &found, &buf[0], errLen) != 0 {
 		return nil, fmt.Errorf("faiss search ids: %w", nativeErr(buf))
 	}
-	out := make([]Neighbor, int(found))
-	for i := range out {
-		out[i] = Neighbor{ID: labels[i], Score: dist[i]}
-	}
-	return out, nil
+	return neighbors(dist, labels, int(found)), nil
 }
 
-// SearchHNSWIDs is an HNSW graph search restricted to the given ids, best
-// first; ids not in the index are ignored. Unlike SearchIDs its cost does
-// not grow with len(ids) beyond building the filter, but it is approximate,
-// and the fewer ids pass the wider ef must be to keep recall (the walk
-// crosses nodes it may not return). ef <= 0 uses the index's efSearch. Flat
-// indexes return ErrUnsupported: for them SearchIDs is exact and as cheap.
-func (ix *Index) SearchHNSWIDs(query []float32, ids []int64, k, ef int) ([]Neighbor, error) {
+// Removed is the stamp of a tombstone: SearchHNSWRange never returns it
+// (its lo bound is always above it).
+const Removed = math.MinInt64
+
+// SetStamps sets the stamps of ids (HNSW only; ids not in the index are
+// ignored) and returns how many it set. Read gives every vector stamp 0,
+// since FAISS files do not hold them; a caller that filters by stamps sets
+// them again after loading.
+func (ix *Index) SetStamps(ids, stamps []int64) (int, error) {
 	if ix.kind != HNSW {
-		return nil, fmt.Errorf("faiss search hnsw ids: %w (%s)", ErrUnsupported, ix.kind)
+		return 0, fmt.Errorf("faiss set stamps: %w (%s)", ErrUnsupported, ix.kind)
+	}
+	if len(ids) != len(stamps) {
+		return 0, fmt.Errorf("faiss set stamps: %d stamps for %d ids", len(stamps), len(ids))
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.p == nil {
+		return 0, fmt.Errorf("faiss set stamps: %w", ErrClosed)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var set C.int64_t
+	buf := make([]C.char, errLen)
+	if C.poi_set_stamps(ix.p, C.int64_t(len(ids)), (*C.int64_t)(&ids[0]), (*C.int64_t)(&stamps[0]),
+		&set, &buf[0], errLen) != 0 {
+		return 0, fmt.Errorf("faiss set stamps: %w", nativeErr(buf))
+	}
+	return int(set), nil
+}
+
+// SearchHNSWRange is an HNSW graph search among the vectors whose stamp
+// lies in [lo, hi], best first. The filter costs one compare per node the
+// walk visits, nothing per query, but the search is approximate and the
+// smaller the eligible share the wider ef must be to keep recall (the walk
+// crosses nodes it may not return). ef <= 0 uses the index's efSearch; lo
+// is raised above Removed, so tombstones never come back. Flat indexes
+// return ErrUnsupported: for them SearchIDs is exact and as cheap.
+func (ix *Index) SearchHNSWRange(query []float32, lo, hi int64, k, ef int) ([]Neighbor, error) {
+	if ix.kind != HNSW {
+		return nil, fmt.Errorf("faiss search hnsw range: %w (%s)", ErrUnsupported, ix.kind)
 	}
 	if k <= 0 {
-		return nil, fmt.Errorf("faiss search hnsw ids: k must be positive, got %d", k)
+		return nil, fmt.Errorf("faiss search hnsw range: k must be positive, got %d", k)
 	}
 	if len(query) != ix.dim {
-		return nil, fmt.Errorf("faiss search hnsw ids: %w: %d floats, want %d", ErrDimension, len(query), ix.dim)
+		return nil, fmt.Errorf("faiss search hnsw range: %w: %d floats, want %d", ErrDimension, len(query), ix.dim)
 	}
 	if ef <= 0 {
 		ef = int(ix.efSearch.Load())
 	}
 	ef = min(ef, math.MaxInt32)
+	lo = max(lo, Removed+1)
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if ix.p == nil {
-		return nil, fmt.Errorf("faiss search hnsw ids: %w", ErrClosed)
+		return nil, fmt.Errorf("faiss search hnsw range: %w", ErrClosed)
 	}
-	if len(ids) == 0 {
+	if hi < lo {
 		return nil, nil
 	}
-	k = min(k, len(ids))
 	dist := make([]float32, k)
 	labels := make([]int64, k)
 	var found C.int64_t
 	buf := make([]C.char, errLen)
-	if C.poi_search_hnsw_ids(ix.p, (*C.float)(&query[0]), C.int64_t(len(ids)), (*C.int64_t)(&ids[0]),
+	if C.poi_search_hnsw_range(ix.p, (*C.float)(&query[0]), C.int64_t(lo), C.int64_t(hi),
 		C.int64_t(k), C.int(ef), (*C.float)(&dist[0]), (*C.int64_t)(&labels[0]), &found, &buf[0], errLen) != 0 {
-		return nil, fmt.Errorf("faiss search hnsw ids: %w", nativeErr(buf))
+		return nil, fmt.Errorf("faiss search hnsw range: %w", nativeErr(buf))
 	}
-	out := make([]Neighbor, int(found))
+	return neighbors(dist, labels, int(found)), nil
+}
+
+// neighbors pairs the first n scores and labels of a native result.
+func neighbors(dist []float32, labels []int64, n int) []Neighbor {
+	out := make([]Neighbor, n)
 	for i := range out {
 		out[i] = Neighbor{ID: labels[i], Score: dist[i]}
 	}
-	return out, nil
+	return out
 }
 
 // Remove deletes the given ids and returns how many were present. Only flat

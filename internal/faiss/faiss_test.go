@@ -628,25 +628,48 @@ func TestSearchIDs(t *testing.T) {
 // of the allowed ids, recall against the exact search over those ids stays
 // high at half and at a quarter of the index eligible, and the edge cases
 // (flat index, unknown ids only, closed index) are errors or empty.
-func TestSearchHNSWIDs(t *testing.T) {
+func TestSearchHNSWRange(t *testing.T) {
 	const dim, n, nq, k = 64, 6000, 60, 10
 	rng := rand.New(rand.NewPCG(19, 20))
 	data := clustered(rng, n, dim, 300, 0.8)
 	ids := seqIDs(n, 11)
+	// Stamp i is the vector's position: a range [lo, hi] then allows a
+	// known share of the index.
+	stamps := make([]int64, n)
+	for i := range stamps {
+		stamps[i] = int64(i)
+	}
 	h, err := NewHNSW(dim, HNSWParams{M: 32, EfConstruction: 40, EfSearch: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := h.Add(ids, data); err != nil {
+	if err := h.AddStamped(ids, stamps, data); err != nil {
 		t.Fatal(err)
 	}
+	// Every tenth vector becomes a tombstone: never returned, whatever the
+	// range.
+	var dead []int64
+	for i := 0; i < n; i += 10 {
+		dead = append(dead, ids[i])
+	}
+	removed := make([]int64, len(dead))
+	for i := range removed {
+		removed[i] = Removed
+	}
+	if set, err := h.SetStamps(append(slices.Clone(dead), -7), append(removed, 1)); err != nil || set != len(dead) {
+		t.Fatalf("set stamps: %d of %d, %v", set, len(dead), err)
+	}
 	queries := clustered(rng, nq, dim, 300, 0.8)
-	for _, every := range []int{2, 4} {
+	for _, share := range []int{1, 2, 4} {
+		lo, hi := int64(n-n/share), int64(n-1)
 		var subIDs []int64
 		var subData []float32
 		allowed := map[int64]bool{}
-		for i := 0; i < n; i += every {
+		for i := int(lo); i <= int(hi); i++ {
+			if i%10 == 0 {
+				continue
+			}
 			subIDs = append(subIDs, ids[i])
 			subData = append(subData, data[i*dim:(i+1)*dim]...)
 			allowed[ids[i]] = true
@@ -654,16 +677,16 @@ func TestSearchHNSWIDs(t *testing.T) {
 		hit := 0
 		for q := range nq {
 			qv := queries[q*dim : (q+1)*dim]
-			got, err := h.SearchHNSWIDs(qv, append(slices.Clone(subIDs), -3), k, 128*every)
+			got, err := h.SearchHNSWRange(qv, lo, hi, k, 128*share)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got) != k {
-				t.Fatalf("1/%d eligible: %d results, want %d", every, len(got), k)
+				t.Fatalf("1/%d eligible: %d results, want %d", share, len(got), k)
 			}
 			for i, g := range got {
 				if !allowed[g.ID] {
-					t.Fatalf("1/%d eligible: result %d is id %d, not allowed", every, i, g.ID)
+					t.Fatalf("1/%d eligible: result %d is id %d, not allowed", share, i, g.ID)
 				}
 				if i > 0 && g.Score > got[i-1].Score {
 					t.Fatalf("results not best first: %v", got)
@@ -676,26 +699,61 @@ func TestSearchHNSWIDs(t *testing.T) {
 			}
 		}
 		recall := float64(hit) / float64(nq*k)
-		t.Logf("1/%d eligible: recall@%d %.3f", every, k, recall)
+		t.Logf("1/%d eligible: recall@%d %.3f", share, k, recall)
 		if recall < 0.95 {
-			t.Fatalf("1/%d eligible: recall@%d %.3f < 0.95", every, k, recall)
+			t.Fatalf("1/%d eligible: recall@%d %.3f < 0.95", share, k, recall)
 		}
 	}
 	q := queries[:dim]
-	if res, err := h.SearchHNSWIDs(q, []int64{-1, 1 << 40}, 3, 0); err != nil || len(res) != 0 {
-		t.Fatalf("unknown ids only: %v %v", res, err)
+	if res, err := h.SearchHNSWRange(q, int64(n), int64(2*n), 3, 0); err != nil || len(res) != 0 {
+		t.Fatalf("a range no stamp is in: %v %v", res, err)
+	}
+	if res, err := h.SearchHNSWRange(q, Removed, Removed, 3, 0); err != nil || len(res) != 0 {
+		t.Fatalf("tombstones asked for: %v %v", res, err)
 	}
 	// So selective a filter is where the walk may miss (why callers scan
 	// exactly instead), but it must never return another id.
-	if res, err := h.SearchHNSWIDs(q, ids[5:6], 3, 0); err != nil || len(res) > 1 || len(res) == 1 && res[0].ID != ids[5] {
+	if res, err := h.SearchHNSWRange(q, 5, 5, 3, 0); err != nil || len(res) > 1 || len(res) == 1 && res[0].ID != ids[5] {
 		t.Fatalf("one allowed id: %v %v", res, err)
 	}
+	// A file does not hold stamps: a read index has stamp 0 everywhere
+	// until they are set again.
+	path := filepath.Join(t.TempDir(), "h.faiss")
+	if err := h.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if res, err := r.SearchHNSWRange(q, 0, 0, k, 0); err != nil || len(res) != k {
+		t.Fatalf("read index, stamp 0: %d results, %v", len(res), err)
+	}
+	if _, err := r.SetStamps(ids, stamps); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.SearchHNSWRange(q, n/2, n-1, k, 0)
+	if err != nil || len(res) != k {
+		t.Fatalf("read index, stamps set again: %d results, %v", len(res), err)
+	}
+	for _, g := range res {
+		if g.ID < ids[n/2] {
+			t.Fatalf("read index, stamps set again: id %d is outside the range", g.ID)
+		}
+	}
 	f := mustFlat(t, dim)
-	if _, err := f.SearchHNSWIDs(q, ids, 3, 0); !errors.Is(err, ErrUnsupported) {
+	if _, err := f.SearchHNSWRange(q, 0, 1, 3, 0); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("flat: %v", err)
 	}
+	if _, err := f.SetStamps(ids[:1], stamps[:1]); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("flat set stamps: %v", err)
+	}
+	if err := h.AddStamped([]int64{1 << 40}, []int64{1, 2}, q); err == nil {
+		t.Fatal("two stamps for one id accepted")
+	}
 	h.Close()
-	if _, err := h.SearchHNSWIDs(q, ids, 3, 0); !errors.Is(err, ErrClosed) {
+	if _, err := h.SearchHNSWRange(q, 0, 1, 3, 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after close: %v", err)
 	}
 }

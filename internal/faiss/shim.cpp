@@ -29,6 +29,11 @@ struct poi_index {
     faiss::IndexIDMap2* map = nullptr; // owns the inner index
     faiss::IndexHNSW* hnsw = nullptr;  // borrowed view of map->index, or null
     int kind = 0;
+    // stamps[pos] is the caller's number for the vector at storage position
+    // pos (HNSW only): a range of them is a filter that costs one compare
+    // per visited node, with no per-query set to build, and a stamp outside
+    // every range is a tombstone (HNSW cannot unlink nodes).
+    std::vector<int64_t> stamps;
 };
 
 namespace {
@@ -160,11 +165,19 @@ void poi_free(poi_index* ix) {
 }
 
 int poi_add(poi_index* ix, int64_t n, const float* x, const int64_t* ids,
-            int nthreads, char* err, size_t errlen) {
+            const int64_t* stamps, int nthreads, char* err, size_t errlen) {
     return guard(err, errlen, [&] {
         ThreadGuard tg(nthreads);
         check_ids(ix->map, n, ids);
+        if (ix->hnsw != nullptr) {
+            ix->stamps.reserve(ix->stamps.size() + static_cast<size_t>(n));
+        }
         ix->map->add_with_ids(n, x, ids);
+        if (ix->hnsw != nullptr) {
+            for (int64_t i = 0; i < n; i++) {
+                ix->stamps.push_back(stamps != nullptr ? stamps[i] : 0);
+            }
+        }
     });
 }
 
@@ -233,33 +246,58 @@ int poi_search_ids(const poi_index* ix, const float* x, int64_t nids,
     });
 }
 
-int poi_search_hnsw_ids(const poi_index* ix, const float* x, int64_t nids,
-                        const int64_t* ids, int64_t k, int ef,
-                        float* distances, int64_t* labels, int64_t* found,
-                        char* err, size_t errlen) {
+int poi_set_stamps(poi_index* ix, int64_t n, const int64_t* ids,
+                   const int64_t* stamps, int64_t* set, char* err,
+                   size_t errlen) {
+    *set = 0;
+    return guard(err, errlen, [&] {
+        if (ix->hnsw == nullptr) {
+            throw std::runtime_error("stamps need an HNSW index");
+        }
+        for (int64_t i = 0; i < n; i++) {
+            auto it = ix->map->rev_map.find(ids[i]);
+            if (it != ix->map->rev_map.end()) {
+                ix->stamps[static_cast<size_t>(it->second)] = stamps[i];
+                (*set)++;
+            }
+        }
+    });
+}
+
+namespace {
+
+// StampRange selects the storage positions whose stamp lies in [lo, hi].
+struct StampRange : faiss::IDSelector {
+    const int64_t* stamps;
+    int64_t lo, hi;
+    StampRange(const int64_t* s, int64_t l, int64_t h) : stamps(s), lo(l), hi(h) {}
+    bool is_member(faiss::Index::idx_t pos) const override {
+        const int64_t s = stamps[pos];
+        return s >= lo && s <= hi;
+    }
+};
+
+} // namespace
+
+int poi_search_hnsw_range(const poi_index* ix, const float* x, int64_t lo,
+                          int64_t hi, int64_t k, int ef, float* distances,
+                          int64_t* labels, int64_t* found, char* err,
+                          size_t errlen) {
     *found = 0;
     return guard(err, errlen, [&] {
         if (ix->hnsw == nullptr) {
-            throw std::runtime_error("filtered graph search needs an HNSW index");
+            throw std::runtime_error("stamped graph search needs an HNSW index");
         }
         if (k <= 0 || ef <= 0) {
             throw std::runtime_error("k and ef must be positive");
         }
-        const int64_t n = ix->map->ntotal;
-        if (n == 0 || nids == 0) {
+        if (ix->map->ntotal == 0) {
             return;
         }
         // The graph works on storage positions, and FAISS 1.7.3's
-        // IndexIDMap2 rejects search parameters, so the ids are mapped to
-        // positions here and the inner index is searched directly.
-        std::vector<uint8_t> bitmap(static_cast<size_t>((n + 7) / 8), 0);
-        for (int64_t i = 0; i < nids; i++) {
-            auto it = ix->map->rev_map.find(ids[i]);
-            if (it != ix->map->rev_map.end()) {
-                bitmap[it->second >> 3] |= static_cast<uint8_t>(1u << (it->second & 7));
-            }
-        }
-        faiss::IDSelectorBitmap sel(static_cast<size_t>(n), bitmap.data());
+        // IndexIDMap2 rejects search parameters, so the inner index is
+        // searched directly and its positions mapped back to ids.
+        StampRange sel(ix->stamps.data(), lo, hi);
         faiss::SearchParametersHNSW params;
         params.efSearch = std::max<int64_t>(ef, k);
         params.sel = &sel;
@@ -389,6 +427,16 @@ int poi_read(const char* fname, poi_index** out, char* err, size_t errlen) {
         ix->map = map;
         ix->hnsw = hnsw;
         ix->kind = kind;
+        if (hnsw != nullptr) {
+            // Stamps are not part of the FAISS file: the caller sets them
+            // again (poi_set_stamps) before it filters by them.
+            try {
+                ix->stamps.assign(static_cast<size_t>(map->ntotal), 0);
+            } catch (...) {
+                poi_free(ix);
+                throw;
+            }
+        }
         *out = ix;
     });
 }

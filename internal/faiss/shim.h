@@ -24,8 +24,10 @@ int poi_new_hnsw_ip(int d, int m, int ef_construction, int ef_search,
                     poi_index** out, char* err, size_t errlen);
 void poi_free(poi_index* ix);
 
+// stamps (n values, or NULL for zeros) are kept per vector by HNSW indexes
+// and ignored by flat ones.
 int poi_add(poi_index* ix, int64_t n, const float* x, const int64_t* ids,
-            int nthreads, char* err, size_t errlen);
+            const int64_t* stamps, int nthreads, char* err, size_t errlen);
 // ef > 0 overrides the HNSW efSearch for this call only (ignored for flat).
 int poi_search(poi_index* ix, int64_t n, const float* x, int64_t k,
                float* distances, int64_t* labels, int ef, int nthreads,
@@ -35,15 +37,20 @@ int poi_search(poi_index* ix, int64_t n, const float* x, int64_t k,
 int poi_search_ids(const poi_index* ix, const float* x, int64_t nids,
                    const int64_t* ids, int64_t k, float* distances,
                    int64_t* labels, int64_t* found, char* err, size_t errlen);
-// Graph search of an HNSW index restricted to the given ids (unknown ids
-// are skipped): the walk visits every node but only selected ones can be
-// results, so the cost stays that of one HNSW search however many ids pass.
-// ef is the beam width of this call (at least k). Writes up to k results
-// best first and their number to found.
-int poi_search_hnsw_ids(const poi_index* ix, const float* x, int64_t nids,
-                        const int64_t* ids, int64_t k, int ef,
-                        float* distances, int64_t* labels, int64_t* found,
-                        char* err, size_t errlen);
+// Sets the stamps of the given ids (HNSW only; unknown ids are skipped) and
+// writes how many were set.
+int poi_set_stamps(poi_index* ix, int64_t n, const int64_t* ids,
+                   const int64_t* stamps, int64_t* set, char* err,
+                   size_t errlen);
+// Graph search of an HNSW index among the vectors whose stamp lies in
+// [lo, hi]: the walk visits every node but only selected ones can be
+// results, so the filter costs one compare per visited node. ef is the
+// beam width of this call (at least k). Writes up to k results best first
+// and their number to found.
+int poi_search_hnsw_range(const poi_index* ix, const float* x, int64_t lo,
+                          int64_t hi, int64_t k, int ef, float* distances,
+                          int64_t* labels, int64_t* found, char* err,
+                          size_t errlen);
 int poi_remove(poi_index* ix, int64_t n, const int64_t* ids, int64_t* removed,
                char* err, size_t errlen);
 int64_t poi_ntotal(const poi_index* ix);
