@@ -317,7 +317,9 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 			seg = &segment{start: start, idx: idx, minT: maxInt64, maxT: minInt64}
 			d.segs[start] = seg
 		}
-		if err := seg.idx.Add(g.ids, g.vecs); err != nil {
+		// HNSW segments keep each vector's time as its stamp: a cut range
+		// is then a filter of the graph walk (searchCut).
+		if err := seg.idx.AddStamped(g.ids, g.ts, g.vecs); err != nil {
 			return fmt.Errorf("detection index add to segment %s: %w", time.Unix(0, start).UTC(), err)
 		}
 		for i, id := range g.ids {
@@ -351,7 +353,7 @@ func (d *DetectionIndex) Remove(ids ...int64) (int, error) {
 
 // removeLocked implements Remove; the caller holds d.mu.
 func (d *DetectionIndex) removeLocked(ids []int64) (int, error) {
-	flat := map[int64][]int64{}
+	flat, graph := map[int64][]int64{}, map[int64][]int64{}
 	removed := 0
 	for _, id := range ids {
 		l, ok := d.loc[id]
@@ -368,6 +370,14 @@ func (d *DetectionIndex) removeLocked(ids []int64) (int, error) {
 			flat[l.seg] = append(flat[l.seg], id)
 		} else {
 			seg.deadInIndex++
+			graph[l.seg] = append(graph[l.seg], id)
+		}
+	}
+	for start, batch := range graph {
+		// A tombstone's stamp is outside every range a cut search asks for;
+		// a failure leaves it to toHits, which filters by the maps.
+		if _, err := d.segs[start].idx.SetStamps(batch, removedStamps(len(batch))); err != nil {
+			return removed, fmt.Errorf("detection index remove: %w", err)
 		}
 	}
 	for start, batch := range flat {
@@ -540,11 +550,14 @@ func (d *DetectionIndex) searchCut(seg *segment, q []float32, fromN, toN int64, 
 		return nil, 0, err
 	}
 	if seg.idx.Kind() == faiss.HNSW && len(cand) > 0 && len(cand)*filteredGraphMinShare >= n {
-		// Removed ids still in cand are tombstones in the graph; toHits
-		// drops them and searchWidening fetches more when they took slots.
+		// Removed ids are tombstones the walk skips by their stamp (toHits
+		// still checks the maps).
+		// Live detections are at or after the horizon, so the stamp range
+		// starts there at the earliest.
 		ef := d.cfg.HNSW.EfSearch * n / len(cand)
+		lo := max(fromN, d.horizon)
 		hits, _, err := d.searchWidening(seg, len(cand), k, func(fetch int) ([]faiss.Neighbor, error) {
-			return seg.idx.SearchHNSWIDs(q, cand, fetch, max(ef, fetch))
+			return seg.idx.SearchHNSWRange(q, lo, toN, fetch, max(ef, fetch))
 		})
 		return hits, len(cand), err
 	}
@@ -566,6 +579,15 @@ func (d *DetectionIndex) searchCut(seg *segment, q []float32, fromN, toN int64, 
 		return nil, 0, err
 	}
 	return d.toHits(seg, res, k), len(live), nil
+}
+
+// removedStamps returns n tombstone stamps.
+func removedStamps(n int) []int64 {
+	s := make([]int64, n)
+	for i := range s {
+		s[i] = faiss.Removed
+	}
+	return s
 }
 
 // searchWidening runs search for k plus the segment's tombstones (they
@@ -685,6 +707,10 @@ func (d *DetectionIndex) rebuildSegment(seg *segment, version uint64) (bool, err
 		}
 	}
 	ids, vecs = ids[:w], vecs[:w*dim]
+	stamps := make([]int64, len(ids))
+	for i, id := range ids {
+		stamps[i] = d.loc[id].t
+	}
 	d.mu.RUnlock()
 
 	h, err := faiss.NewHNSW(dim, d.cfg.HNSW)
@@ -692,7 +718,7 @@ func (d *DetectionIndex) rebuildSegment(seg *segment, version uint64) (bool, err
 		return false, err
 	}
 	h.SetThreads(d.cfg.BuildThreads)
-	if err := h.Add(ids, vecs); err != nil {
+	if err := h.AddStamped(ids, stamps, vecs); err != nil {
 		h.Close()
 		return false, err
 	}
@@ -712,17 +738,27 @@ func (d *DetectionIndex) rebuildSegment(seg *segment, version uint64) (bool, err
 		// segment currently receiving adds can be converted. Detections
 		// removed during the build are in h but no longer live: they
 		// become tombstones, counted below.
-		var late []int64
+		var late, lateT []int64
 		for _, id := range seg.ids[exported:] {
 			if l, ok := d.loc[id]; ok && l.seg == seg.start {
-				late = append(late, id)
+				late, lateT = append(late, id), append(lateT, l.t)
 			}
 		}
 		lv, err := seg.idx.Reconstruct(late)
 		if err == nil {
-			err = h.Add(late, lv)
+			err = h.AddStamped(late, lateT, lv)
 		}
 		if err != nil {
+			h.Close()
+			return false, err
+		}
+		var gone []int64
+		for _, id := range ids {
+			if l, ok := d.loc[id]; !ok || l.seg != seg.start {
+				gone = append(gone, id)
+			}
+		}
+		if _, err := h.SetStamps(gone, removedStamps(len(gone))); err != nil {
 			h.Close()
 			return false, err
 		}
@@ -963,6 +999,13 @@ func (d *DetectionIndex) loadSegments(dir string, m manifest) error {
 				ErrCorruptSnapshot, start, n, nlive, ndead)
 		}
 		seg.deadInIndex = n - nlive
+		if seg.idx.Kind() == faiss.HNSW {
+			// FAISS files do not keep stamps: the live ones' times, and
+			// minInt64 (faiss.Removed, a tombstone) for the removed ones.
+			if _, err := seg.idx.SetStamps(seg.ids, seg.times); err != nil {
+				return err
+			}
+		}
 	}
 	if br.err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptSnapshot, m.Meta.Name, br.err)
