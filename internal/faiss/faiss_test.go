@@ -624,10 +624,11 @@ func TestSearchIDs(t *testing.T) {
 	}
 }
 
-// TestSearchHNSWIDs checks the filtered graph search: every result is one
-// of the allowed ids, recall against the exact search over those ids stays
-// high at half and at a quarter of the index eligible, and the edge cases
-// (flat index, unknown ids only, closed index) are errors or empty.
+// TestSearchHNSWRange checks the stamp-filtered graph search: every result
+// has its stamp in range and none is a tombstone, recall against the exact
+// search over the eligible vectors stays high at all, half and a quarter of
+// the index eligible, a read index's stamps can be set again, and the edge
+// cases (flat index, empty range, closed index) are errors or empty.
 func TestSearchHNSWRange(t *testing.T) {
 	const dim, n, nq, k = 64, 6000, 60, 10
 	rng := rand.New(rand.NewPCG(19, 20))

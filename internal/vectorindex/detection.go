@@ -532,7 +532,7 @@ func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int
 // of exactly: below it the exact scan over the few candidates is cheaper
 // than the walk, and the walk's recall falls (it crosses nodes it may not
 // return). efSearch is widened by the inverse of the share, so at a quarter
-// eligible the walk uses 4x efSearch (recall@10 0.99 in TestSearchHNSWIDs
+// eligible the walk uses 4x efSearch (recall@10 0.99 in TestSearchHNSWRange
 // and TestDetectionCutHNSWFiltered).
 const filteredGraphMinShare = 4
 
