@@ -111,6 +111,7 @@ func (c Cameras) IDs() []string {
 type Index struct {
 	SegmentDuration time.Duration `yaml:"segment_duration"`
 	HNSWMinVectors  int           `yaml:"hnsw_min_vectors"`
+	MergeMaxVectors int           `yaml:"merge_max_vectors"`
 	SnapshotEvery   time.Duration `yaml:"snapshot_every"`
 }
 

@@ -196,8 +196,9 @@ func (n *Node) startRoles(ctx context.Context) error {
 	if n.roles.API {
 		det, err := replica.NewDetections(replica.DetectionConfig{
 			// One build thread: compaction runs beside inference.
-			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors, BuildThreads: 1},
-			Dir:   filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Unmatched(), SnapshotEvery: n.cfg.Index.SnapshotEvery,
+			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors,
+				MergeMaxVectors: n.cfg.Index.MergeMaxVectors, BuildThreads: 1},
+			Dir: filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Unmatched(), SnapshotEvery: n.cfg.Index.SnapshotEvery,
 		}, n.js, n.log)
 		if err != nil {
 			return err

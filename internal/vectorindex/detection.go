@@ -3,6 +3,7 @@ package vectorindex
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,6 +44,14 @@ const (
 	// faster (30 -> 20 ms) and over flat ones 1.1x; over 168 small
 	// segments they neither helped nor hurt (memory-bound).
 	DefaultSearchWorkers = 2
+	// DefaultMergeMaxVectors caps the live vectors of a segment that
+	// CompactDue builds by merging sealed neighbours. A 7-day query searched
+	// eight daily HNSW graphs at about 3x the speed of a Go scan, because
+	// each graph walk costs about the same whatever its size; one graph of
+	// the sealed days plus the open day cut that work by four
+	// (docs/bench-vector-index.md). The cap bounds one rebuild's time and
+	// memory (about 4 minutes and 1.3 GB per 250k vectors at 1 thread).
+	DefaultMergeMaxVectors = 500000
 )
 
 // DetectionConfig configures a DetectionIndex. Zero fields take the
@@ -62,6 +71,10 @@ type DetectionConfig struct {
 	// BuildThreads is the OpenMP thread count of HNSW builds in Compact;
 	// 0 uses every core, which suits a background job on an idle machine.
 	BuildThreads int
+	// MergeMaxVectors: CompactDue merges consecutive sealed segments into
+	// one HNSW segment of at most this many live vectors; a negative value
+	// never merges.
+	MergeMaxVectors int
 }
 
 // withDefaults fills zero fields and validates the result.
@@ -89,6 +102,9 @@ func (c DetectionConfig) withDefaults() (DetectionConfig, error) {
 	}
 	if c.SearchWorkers <= 0 {
 		c.SearchWorkers = DefaultSearchWorkers
+	}
+	if c.MergeMaxVectors == 0 {
+		c.MergeMaxVectors = DefaultMergeMaxVectors
 	}
 	return c, nil
 }
@@ -121,10 +137,13 @@ type loc struct {
 	t   int64
 }
 
-// segment is the index of one time slice.
+// segment is the index of one time slice: one segment duration, or several
+// consecutive ones once merged. Segments never overlap.
 type segment struct {
-	start int64 // Unix ns, a multiple of the segment duration
-	idx   *faiss.Index
+	// start and end (Unix ns, exclusive) are multiples of the segment
+	// duration; start is the segment's key.
+	start, end int64
+	idx        *faiss.Index
 	// ids lists every id ever added here, live or removed, so dropping the
 	// segment can clear the id maps without a full scan.
 	ids []int64
@@ -139,7 +158,7 @@ type segment struct {
 	minT, maxT int64
 	live       int
 	// deadInIndex counts removed ids still physically in idx (HNSW cannot
-	// remove); searches over-fetch by this much.
+	// remove): tombstones whose stamps the graph walk skips.
 	deadInIndex int
 	// version changes with every mutation; Compact and Snapshot use it to
 	// detect that a segment changed under them.
@@ -209,6 +228,26 @@ func (d *DetectionIndex) segStart(t int64) int64 {
 	return t - r
 }
 
+// segmentKey returns the key of the segment that holds t: the one whose
+// span contains it, merged or not, or else the aligned slot of t, where
+// AddBatch creates a segment. The caller holds d.mu.
+func (d *DetectionIndex) segmentKey(t int64) int64 {
+	start := d.segStart(t)
+	if _, ok := d.segs[start]; ok {
+		return start
+	}
+	// Only a time inside a merged segment's span but not at its start
+	// gets here, or a time whose slot has no segment yet: both rare after
+	// the first detection of a segment, so a scan of the few segments is
+	// cheaper than keeping an interval tree.
+	for k, s := range d.segs {
+		if s.start <= t && t < s.end {
+			return k
+		}
+	}
+	return start
+}
+
 // Count returns the number of live detections.
 func (d *DetectionIndex) Count() int {
 	d.mu.RLock()
@@ -218,9 +257,9 @@ func (d *DetectionIndex) Count() int {
 
 // SegmentInfo describes one segment for monitoring and tests.
 type SegmentInfo struct {
-	Start time.Time
-	Kind  faiss.Kind
-	Live  int
+	Start, End time.Time
+	Kind       faiss.Kind
+	Live       int
 	// Tombstones are removed vectors still stored (HNSW segments).
 	Tombstones int
 }
@@ -232,7 +271,8 @@ func (d *DetectionIndex) Segments() []SegmentInfo {
 	out := make([]SegmentInfo, 0, len(d.segs))
 	for _, s := range d.sortedSegments() {
 		out = append(out, SegmentInfo{
-			Start: time.Unix(0, s.start).UTC(), Kind: s.idx.Kind(), Live: s.live, Tombstones: s.deadInIndex,
+			Start: time.Unix(0, s.start).UTC(), End: time.Unix(0, s.end).UTC(),
+			Kind: s.idx.Kind(), Live: s.live, Tombstones: s.deadInIndex,
 		})
 	}
 	return out
@@ -281,6 +321,9 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 	}
 	groups := map[int64]*pending{}
 	inBatch := make(map[int64]bool, len(batch))
+	// keys caches segmentKey per slot: a merged segment spans whole slots,
+	// so one lookup answers for every detection of a slot.
+	keys := map[int64]int64{}
 	expired := 0
 	for i, det := range batch {
 		if _, ok := d.loc[det.ID]; ok {
@@ -294,7 +337,12 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 			expired++
 			continue
 		}
-		start := d.segStart(t)
+		slot := d.segStart(t)
+		start, ok := keys[slot]
+		if !ok {
+			start = d.segmentKey(t)
+			keys[slot] = start
+		}
 		inBatch[det.ID] = true
 		g := groups[start]
 		if g == nil {
@@ -314,7 +362,7 @@ func (d *DetectionIndex) AddBatch(batch []Detection) error {
 			}
 			// Segment searches run from several goroutines at once.
 			idx.SetThreads(1)
-			seg = &segment{start: start, idx: idx, minT: maxInt64, maxT: minInt64}
+			seg = &segment{start: start, end: start + d.dur, idx: idx, minT: maxInt64, maxT: minInt64}
 			d.segs[start] = seg
 		}
 		// HNSW segments keep each vector's time as its stamp: a cut range
@@ -405,7 +453,7 @@ func (d *DetectionIndex) DropBefore(t time.Time) (segmentsDropped, vectorsDroppe
 		return 0, 0
 	}
 	for start, seg := range d.segs {
-		if start+d.dur > tn {
+		if seg.end > tn {
 			if start < tn {
 				var old []int64
 				for _, id := range seg.ids {
@@ -459,7 +507,7 @@ func (d *DetectionIndex) Search(q []float32, from, to time.Time, k int) ([]Hit, 
 	}
 	var segs []*segment
 	for _, s := range d.segs {
-		if s.start <= toN && s.start+d.dur > fromN {
+		if s.start <= toN && s.end > fromN {
 			segs = append(segs, s)
 		}
 	}
@@ -512,60 +560,56 @@ func (d *DetectionIndex) Search(q []float32, from, to time.Time, k int) ([]Hit, 
 // searchSegment returns the segment's top k live hits in [fromN, toN] and
 // how many vectors it compared. The caller holds d.mu for reading.
 func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int64, k int) ([]Hit, int, error) {
-	// Every live detection is at or after the retention horizon, so a range
-	// starting before it starts, for this purpose, at the segment's oldest.
-	if max(seg.minT, d.horizon) < fromN || seg.maxT > toN {
-		return d.searchCut(seg, q, fromN, toN, k)
-	}
 	n, err := seg.idx.Count()
 	if err != nil {
 		return nil, 0, err
 	}
-	if n == 0 {
+	if n == 0 || seg.live == 0 {
 		return nil, 0, nil
 	}
-	return d.searchWidening(seg, n, k, func(fetch int) ([]faiss.Neighbor, error) { return seg.idx.Search(q, fetch) })
-}
-
-// filteredGraphMinShare is the in-range share of an HNSW segment from
-// which a cut segment is searched through its graph with a filter instead
-// of exactly: below it the exact scan over the few candidates is cheaper
-// than the walk, and the walk's recall falls (it crosses nodes it may not
-// return). efSearch is widened by the inverse of the share, so at a quarter
-// eligible the walk uses 4x efSearch (recall@10 0.99 in TestSearchHNSWRange
-// and TestDetectionCutHNSWFiltered).
-const filteredGraphMinShare = 4
-
-// searchCut searches a segment the range cuts, among the detections whose
-// own time is in range.
-func (d *DetectionIndex) searchCut(seg *segment, q []float32, fromN, toN int64, k int) ([]Hit, int, error) {
+	// Every live detection is at or after the retention horizon, so a range
+	// starting before it starts, for this purpose, there.
+	lo := max(fromN, d.horizon)
+	covered := max(seg.minT, d.horizon) >= fromN && seg.maxT <= toN
+	hnsw := seg.idx.Kind() == faiss.HNSW
+	if covered && !hnsw {
+		return d.searchWidening(seg, n, k, k+seg.deadInIndex, func(fetch int) ([]faiss.Neighbor, error) {
+			return seg.idx.Search(q, fetch)
+		})
+	}
+	eligible, scanned := seg.live, n
 	var cand []int64
-	for i, t := range seg.times {
-		if t >= fromN && t <= toN {
-			cand = append(cand, seg.ids[i])
+	if !covered {
+		for i, t := range seg.times {
+			if t >= lo && t <= toN {
+				cand = append(cand, seg.ids[i])
+			}
 		}
+		eligible, scanned = len(cand), len(cand)
 	}
-	n, err := seg.idx.Count()
-	if err != nil {
-		return nil, 0, err
+	if eligible == 0 {
+		return nil, 0, nil
 	}
-	if seg.idx.Kind() == faiss.HNSW && len(cand) > 0 && len(cand)*filteredGraphMinShare >= n {
-		// Removed ids are tombstones the walk skips by their stamp (toHits
-		// still checks the maps).
-		// Live detections are at or after the horizon, so the stamp range
-		// starts there at the earliest.
-		ef := d.cfg.HNSW.EfSearch * n / len(cand)
-		lo := max(fromN, d.horizon)
-		hits, _, err := d.searchWidening(seg, len(cand), k, func(fetch int) ([]faiss.Neighbor, error) {
+	if hnsw && eligible*filteredGraphMinShare >= n {
+		// The walk skips tombstones and out-of-range detections by their
+		// stamps (toHits still checks the maps), so k results are enough
+		// however many removed vectors a merged graph still holds; efSearch
+		// widens by the inverse of the eligible share to keep recall.
+		ef := d.cfg.HNSW.EfSearch * n / eligible
+		hits, _, err := d.searchWidening(seg, eligible, k, k, func(fetch int) ([]faiss.Neighbor, error) {
 			return seg.idx.SearchHNSWRange(q, lo, toN, fetch, max(ef, fetch))
 		})
-		return hits, len(cand), err
+		return hits, scanned, err
 	}
 	// Exact among the candidates: one dot product per eligible vector and,
 	// unlike over-fetching then filtering, never a second pass when the
 	// range holds few of them. Only in-range ids pay for the liveness
-	// lookup.
-	live := cand[:0]
+	// lookup. A covered segment gets here only as a graph holding more
+	// tombstones than live vectors, until Compact rebuilds it.
+	if covered {
+		cand = seg.ids
+	}
+	live := make([]int64, 0, len(cand))
 	for _, id := range cand {
 		if l, ok := d.loc[id]; ok && l.seg == seg.start {
 			live = append(live, id)
@@ -581,6 +625,14 @@ func (d *DetectionIndex) searchCut(seg *segment, q []float32, fromN, toN int64, 
 	return d.toHits(seg, res, k), len(live), nil
 }
 
+// filteredGraphMinShare is the in-range share of an HNSW segment from
+// which it is searched through its graph with a stamp filter instead of
+// exactly: below it the exact scan over the few candidates is cheaper than
+// the walk, and the walk's recall falls (it crosses nodes it may not
+// return). At a quarter eligible the walk uses 4x efSearch (recall@10 0.99
+// in TestSearchHNSWRange and TestDetectionCutHNSWFiltered).
+const filteredGraphMinShare = 4
+
 // removedStamps returns n tombstone stamps.
 func removedStamps(n int) []int64 {
 	s := make([]int64, n)
@@ -590,21 +642,21 @@ func removedStamps(n int) []int64 {
 	return s
 }
 
-// searchWidening runs search for k plus the segment's tombstones (they
-// occupy result slots) and, if HNSW still came back short of k live hits,
-// widens and retries up to n results. It returns the hits and n.
-func (d *DetectionIndex) searchWidening(seg *segment, n, k int, search func(fetch int) ([]faiss.Neighbor, error)) ([]Hit, int, error) {
-	fetch := min(k+seg.deadInIndex, n)
+// searchWidening runs search for fetch results and, if that came back
+// short of k live hits, widens and retries up to limit results. It returns
+// the hits and limit.
+func (d *DetectionIndex) searchWidening(seg *segment, limit, k, fetch int, search func(fetch int) ([]faiss.Neighbor, error)) ([]Hit, int, error) {
+	fetch = min(fetch, limit)
 	for {
 		res, err := search(fetch)
 		if err != nil {
 			return nil, 0, err
 		}
 		hits := d.toHits(seg, res, k)
-		if len(hits) >= k || fetch >= n || seg.idx.Kind() == faiss.Flat && seg.deadInIndex == 0 {
-			return hits, n, nil
+		if len(hits) >= k || fetch >= limit || seg.idx.Kind() == faiss.Flat && seg.deadInIndex == 0 {
+			return hits, limit, nil
 		}
-		fetch = min(2*fetch, n)
+		fetch = min(2*fetch, limit)
 	}
 }
 
@@ -626,14 +678,84 @@ func (d *DetectionIndex) toHits(seg *segment, res []faiss.Neighbor, k int) []Hit
 
 // CompactDue applies the production compaction policy at time now: it is
 // what the replica runs on every tick and what the benchmarks build with,
-// so the two cannot drift apart. Every segment up to the one now falls in,
-// sealed or still receiving detections, becomes HNSW once it holds
-// HNSWMinVectors; later detections of the open segment go into its graph
-// one by one. Waiting for a segment to seal left the newest two daily
-// segments flat, and their exact scan was most of a 7-day query's time
-// (docs/bench-vector-index.md).
+// so the two cannot drift apart. First it merges consecutive sealed
+// segments (ending at or before the start of the segment now falls in)
+// into HNSW segments of at most MergeMaxVectors live vectors (mergeGroups
+// says when a merge is worth its build). Then every segment up to the one
+// now falls in, sealed or still receiving detections, becomes HNSW once it
+// holds HNSWMinVectors; later detections of the open segment go into its
+// graph one by one. A 7-day query then walks about two graphs, where eight
+// daily ones cost it four times as much (docs/bench-vector-index.md).
 func (d *DetectionIndex) CompactDue(now time.Time) (int, error) {
-	return d.Compact(now.Add(d.cfg.SegmentDuration))
+	merged, err := d.merge(d.segStart(now.UnixNano()))
+	if err != nil {
+		return merged, err
+	}
+	n, err := d.Compact(now.Add(d.cfg.SegmentDuration))
+	return merged + n, err
+}
+
+// merge rebuilds each group of consecutive segments ending at or before
+// sealedBefore (Unix ns) that mergeGroups picks as one HNSW segment, and
+// returns how many segments it built.
+func (d *DetectionIndex) merge(sealedBefore int64) (int, error) {
+	if d.cfg.HNSWMinVectors < 0 || d.cfg.MergeMaxVectors < 0 {
+		return 0, nil
+	}
+	d.mu.RLock()
+	if d.closed {
+		d.mu.RUnlock()
+		return 0, fmt.Errorf("detection index merge: %w", ErrClosed)
+	}
+	var sealed []*segment
+	for _, s := range d.sortedSegments() {
+		if s.end <= sealedBefore {
+			sealed = append(sealed, s)
+		}
+	}
+	sizes := make([]int, len(sealed))
+	versions := make([]uint64, len(sealed))
+	for i, s := range sealed {
+		sizes[i], versions[i] = s.live, s.version
+	}
+	d.mu.RUnlock()
+	done := 0
+	for _, g := range mergeGroups(sizes, d.cfg.MergeMaxVectors, d.cfg.HNSWMinVectors) {
+		ok, err := d.rebuild(sealed[g[0]:g[1]], versions[g[0]:g[1]])
+		if err != nil {
+			return done, fmt.Errorf("detection index merge segments %s..%s: %w",
+				time.Unix(0, sealed[g[0]].start).UTC(), time.Unix(0, sealed[g[1]-1].end).UTC(), err)
+		}
+		if ok {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// mergeGroups picks the merges among consecutive segments of sizes (live
+// vectors, oldest first) as [from, to) ranges. Groups are taken newest
+// first, each as long as its total stays within maxVectors, so the oldest
+// data, the next to expire, ends up in the smallest group. A group is
+// merged only when it has several segments and all but its largest hold at
+// least minAdded vectors: every rebuild then takes in that much new data,
+// which bounds how often one vector is rebuilt, instead of rebuilding a
+// large graph for every small segment that seals.
+func mergeGroups(sizes []int, maxVectors, minAdded int) [][2]int {
+	var out [][2]int
+	for hi := len(sizes); hi > 0; {
+		lo, total, largest := hi-1, sizes[hi-1], sizes[hi-1]
+		for lo > 0 && total+sizes[lo-1] <= maxVectors {
+			lo--
+			total += sizes[lo]
+			largest = max(largest, sizes[lo])
+		}
+		if hi-lo >= 2 && total-largest >= minAdded {
+			out = append(out, [2]int{lo, hi})
+		}
+		hi = lo
+	}
+	return out
 }
 
 // Compact rebuilds segments ending at or before sealedBefore as HNSW when
@@ -661,7 +783,7 @@ func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
 	}
 	var jobs []job
 	for _, s := range d.sortedSegments() {
-		if s.start+d.dur > limit {
+		if s.end > limit {
 			continue
 		}
 		flatBig := s.idx.Kind() == faiss.Flat && s.live >= d.cfg.HNSWMinVectors
@@ -673,7 +795,7 @@ func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
 	d.mu.RUnlock()
 	done := 0
 	for _, j := range jobs {
-		ok, err := d.rebuildSegment(j.seg, j.version)
+		ok, err := d.rebuild([]*segment{j.seg}, []uint64{j.version})
 		if err != nil {
 			return done, fmt.Errorf("detection index compact segment %s: %w", time.Unix(0, j.seg.start).UTC(), err)
 		}
@@ -684,32 +806,39 @@ func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
 	return done, nil
 }
 
-func (d *DetectionIndex) rebuildSegment(seg *segment, version uint64) (bool, error) {
+// rebuild replaces srcs, consecutive segments oldest first, by one HNSW
+// segment spanning them, holding their live vectors. It reports false,
+// changing nothing, when a source is gone or changed before the build
+// began, or when a segment appeared inside the span during the build.
+// The build runs without holding d.mu; detections added to a source during
+// it are copied in and those removed become tombstones before the swap.
+func (d *DetectionIndex) rebuild(srcs []*segment, versions []uint64) (bool, error) {
+	dim := d.cfg.Model.Dim
 	d.mu.RLock()
-	if d.closed || d.segs[seg.start] != seg || seg.version != version {
+	if d.closed || !d.holds(srcs, versions) {
 		d.mu.RUnlock()
 		return false, nil
 	}
-	ids, vecs, err := seg.idx.Export()
-	if err != nil {
-		d.mu.RUnlock()
-		return false, err
+	exported := make([]int, len(srcs))
+	total := 0
+	for _, s := range srcs {
+		total += s.live
 	}
-	exported := len(seg.ids)
-	// Keep only live vectors: this is also how tombstones disappear.
-	dim := d.cfg.Model.Dim
-	w := 0
-	for r, id := range ids {
-		if l, ok := d.loc[id]; ok && l.seg == seg.start {
-			ids[w] = id
-			copy(vecs[w*dim:(w+1)*dim], vecs[r*dim:(r+1)*dim])
-			w++
+	ids, stamps, vecs := make([]int64, 0, total), make([]int64, 0, total), make([]float32, 0, total*dim)
+	for i, s := range srcs {
+		sids, svecs, err := s.idx.Export()
+		if err != nil {
+			d.mu.RUnlock()
+			return false, err
 		}
-	}
-	ids, vecs = ids[:w], vecs[:w*dim]
-	stamps := make([]int64, len(ids))
-	for i, id := range ids {
-		stamps[i] = d.loc[id].t
+		exported[i] = len(s.ids)
+		// Keep only live vectors: this is also how tombstones disappear.
+		for r, id := range sids {
+			if l, ok := d.loc[id]; ok && l.seg == s.start {
+				ids, stamps = append(ids, id), append(stamps, l.t)
+				vecs = append(vecs, svecs[r*dim:(r+1)*dim]...)
+			}
+		}
 	}
 	d.mu.RUnlock()
 
@@ -729,50 +858,136 @@ func (d *DetectionIndex) rebuildSegment(seg *segment, version uint64) (bool, err
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.segs[seg.start] != seg {
+	if d.closed || !d.holds(srcs, nil) || d.overlapsOthers(srcs) {
 		h.Close()
 		return false, nil
 	}
-	if seg.version != version {
-		// Detections added during the build are copied over, so even the
-		// segment currently receiving adds can be converted. Detections
-		// removed during the build are in h but no longer live: they
-		// become tombstones, counted below.
+	if err := d.catchUp(h, srcs, versions, exported, ids); err != nil {
+		h.Close()
+		return false, err
+	}
+	merged := d.mergedSegment(srcs, h)
+	n, err := h.Count()
+	if err != nil || n < merged.live {
+		h.Close()
+		return false, fmt.Errorf("rebuilt segment holds %d vectors for %d live (%v)", n, merged.live, err)
+	}
+	merged.deadInIndex = n - merged.live
+	var closeErr error
+	for _, s := range srcs {
+		delete(d.segs, s.start)
+		closeErr = errors.Join(closeErr, s.idx.Close())
+	}
+	d.segs[merged.start] = merged
+	d.relocate(srcs, merged)
+	return true, closeErr
+}
+
+// holds tells whether every source is still in the index and, if versions
+// is not nil, unchanged. The caller holds d.mu.
+func (d *DetectionIndex) holds(srcs []*segment, versions []uint64) bool {
+	for i, s := range srcs {
+		if d.segs[s.start] != s || versions != nil && s.version != versions[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// overlapsOthers tells whether a segment other than srcs lies within their
+// span: an add into a gap between them during a merge's build creates one.
+// The caller holds d.mu.
+func (d *DetectionIndex) overlapsOthers(srcs []*segment) bool {
+	from, to := srcs[0].start, srcs[len(srcs)-1].end
+	for _, s := range d.segs {
+		if s.start < to && s.end > from && !slices.Contains(srcs, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUp applies to h, built from the sources at versions, what changed
+// in them since: detections added are copied in, and those removed (ids
+// was built from) become tombstones. The caller holds d.mu.
+func (d *DetectionIndex) catchUp(h *faiss.Index, srcs []*segment, versions []uint64, exported []int, ids []int64) error {
+	changed := false
+	for i, s := range srcs {
+		if s.version == versions[i] {
+			continue
+		}
+		changed = true
 		var late, lateT []int64
-		for _, id := range seg.ids[exported:] {
-			if l, ok := d.loc[id]; ok && l.seg == seg.start {
+		for _, id := range s.ids[exported[i]:] {
+			if l, ok := d.loc[id]; ok && l.seg == s.start {
 				late, lateT = append(late, id), append(lateT, l.t)
 			}
 		}
-		lv, err := seg.idx.Reconstruct(late)
-		if err == nil {
-			err = h.AddStamped(late, lateT, lv)
+		if len(late) == 0 {
+			continue
 		}
+		lv, err := s.idx.Reconstruct(late)
 		if err != nil {
-			h.Close()
-			return false, err
+			return err
 		}
-		var gone []int64
-		for _, id := range ids {
-			if l, ok := d.loc[id]; !ok || l.seg != seg.start {
-				gone = append(gone, id)
+		if err := h.AddStamped(late, lateT, lv); err != nil {
+			return err
+		}
+	}
+	if !changed {
+		return nil
+	}
+	var gone []int64
+	for _, id := range ids {
+		if _, ok := d.loc[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	_, err := h.SetStamps(gone, removedStamps(len(gone)))
+	return err
+}
+
+// mergedSegment returns the segment over h that replaces srcs: their span,
+// their live detections and the removed ones still needed to stop a
+// redelivery from bringing them back. Removed ids older than the retention
+// horizon are left out (AddBatch refuses their times anyway), so retention
+// frees them from a merged segment that outlives them. The caller holds
+// d.mu.
+func (d *DetectionIndex) mergedSegment(srcs []*segment, h *faiss.Index) *segment {
+	m := &segment{start: srcs[0].start, end: srcs[len(srcs)-1].end, idx: h, minT: maxInt64, maxT: minInt64}
+	for _, s := range srcs {
+		m.version = max(m.version, s.version+1)
+		m.live += s.live
+		for i, id := range s.ids {
+			t := s.times[i]
+			if l, ok := d.loc[id]; ok && l.seg == s.start {
+				m.minT, m.maxT = min(m.minT, t), max(m.maxT, t)
+			} else if ds, ok := d.dead[id]; !ok || ds != s.start || t < d.horizon {
+				continue
+			}
+			m.ids, m.times = append(m.ids, id), append(m.times, t)
+		}
+	}
+	return m
+}
+
+// relocate points the id maps of srcs' detections at merged, and forgets
+// the removed ids merged left out. The caller holds d.mu.
+func (d *DetectionIndex) relocate(srcs []*segment, merged *segment) {
+	for _, s := range srcs {
+		for _, id := range s.ids {
+			if l, ok := d.loc[id]; ok && l.seg == s.start {
+				d.loc[id] = loc{seg: merged.start, t: l.t}
+			} else if ds, ok := d.dead[id]; ok && ds == s.start {
+				delete(d.dead, id)
 			}
 		}
-		if _, err := h.SetStamps(gone, removedStamps(len(gone))); err != nil {
-			h.Close()
-			return false, err
+	}
+	for _, id := range merged.ids {
+		if _, ok := d.loc[id]; !ok {
+			d.dead[id] = merged.start
 		}
 	}
-	n, err := h.Count()
-	if err != nil || n < seg.live {
-		h.Close()
-		return false, fmt.Errorf("rebuilt segment holds %d vectors for %d live (%v)", n, seg.live, err)
-	}
-	old := seg.idx
-	seg.idx = h
-	seg.deadInIndex = n - seg.live
-	seg.version++
-	return true, old.Close()
 }
 
 // Close frees every segment. It is idempotent.
@@ -792,7 +1007,10 @@ func (d *DetectionIndex) Close() error {
 
 const (
 	detectionSnapshotKind = "detection"
-	detectionMetaMagic    = "POIDET01"
+	// detectionMetaMagic names the metadata layout: version 2 added each
+	// segment's end and removed ids' times (merged segments). A version 1
+	// file fails to load as corrupt, and the replica rebuilds.
+	detectionMetaMagic = "POIDET02"
 )
 
 // detectionExtra is the detection-specific part of the manifest.
@@ -845,22 +1063,21 @@ func (d *DetectionIndex) Snapshot(dir string, position uint64) error {
 		bw.u64(uint64(len(segs)))
 		for _, s := range segs {
 			bw.i64(s.start)
-			var live, dead []int64
-			for _, id := range s.ids {
+			bw.i64(s.end)
+			var live, dead []int
+			for i, id := range s.ids {
 				if l, ok := d.loc[id]; ok && l.seg == s.start {
-					live = append(live, id)
+					live = append(live, i)
 				} else if st, ok := d.dead[id]; ok && st == s.start {
-					dead = append(dead, id)
+					dead = append(dead, i)
 				}
 			}
-			bw.u64(uint64(len(live)))
-			for _, id := range live {
-				bw.i64(id)
-				bw.i64(d.loc[id].t)
-			}
-			bw.u64(uint64(len(dead)))
-			for _, id := range dead {
-				bw.i64(id)
+			for _, list := range [][]int{live, dead} {
+				bw.u64(uint64(len(list)))
+				for _, i := range list {
+					bw.i64(s.ids[i])
+					bw.i64(s.times[i])
+				}
 			}
 		}
 		return bw.err
@@ -956,59 +1173,80 @@ func (d *DetectionIndex) loadSegments(dir string, m manifest) error {
 		return fmt.Errorf("%w: metadata lists %d segments, manifest %d", ErrCorruptSnapshot, nseg, len(d.segs))
 	}
 	for range nseg {
-		start := br.i64()
+		start, end := br.i64(), br.i64()
 		seg := d.segs[start]
-		if br.err == nil && seg == nil {
-			return fmt.Errorf("%w: metadata for unknown segment %d", ErrCorruptSnapshot, start)
+		if br.err != nil {
+			break
 		}
-		nlive := br.count(1 << 32)
-		for range nlive {
-			id, t := br.i64(), br.i64()
-			if br.err != nil {
-				break
-			}
-			if _, dup := d.loc[id]; dup || d.segStart(t) != start {
-				return fmt.Errorf("%w: bad entry %d in segment %d", ErrCorruptSnapshot, id, start)
-			}
-			d.loc[id] = loc{seg: start, t: t}
-			seg.ids = append(seg.ids, id)
-			seg.times = append(seg.times, t)
-			seg.minT, seg.maxT = min(seg.minT, t), max(seg.maxT, t)
+		if seg == nil || seg.end != 0 || end <= start || d.segStart(end) != end {
+			return fmt.Errorf("%w: metadata for unknown, repeated or misaligned segment %d..%d", ErrCorruptSnapshot, start, end)
 		}
-		seg.live = nlive
-		ndead := br.count(1 << 32)
-		for range ndead {
-			id := br.i64()
-			if br.err != nil {
-				break
-			}
-			d.dead[id] = start
-			seg.ids = append(seg.ids, id)
-			// A removed id's time is not kept; it never matches a range.
-			seg.times = append(seg.times, minInt64)
+		seg.end = end
+		if err := d.loadEntries(br, seg); err != nil {
+			return err
 		}
 		if br.err != nil {
 			break
 		}
-		n, err := seg.idx.Count()
-		if err != nil {
-			return err
-		}
-		if n < nlive || n > nlive+ndead {
-			return fmt.Errorf("%w: segment %d holds %d vectors for %d live, %d removed",
-				ErrCorruptSnapshot, start, n, nlive, ndead)
-		}
-		seg.deadInIndex = n - nlive
-		if seg.idx.Kind() == faiss.HNSW {
-			// FAISS files do not keep stamps: the live ones' times, and
-			// minInt64 (faiss.Removed, a tombstone) for the removed ones.
-			if _, err := seg.idx.SetStamps(seg.ids, seg.times); err != nil {
-				return err
-			}
-		}
 	}
 	if br.err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorruptSnapshot, m.Meta.Name, br.err)
+	}
+	segs := d.sortedSegments()
+	for i := 1; i < len(segs); i++ {
+		if segs[i-1].end > segs[i].start {
+			return fmt.Errorf("%w: segments overlap at %d", ErrCorruptSnapshot, segs[i].start)
+		}
+	}
+	return nil
+}
+
+// loadEntries reads one segment's live and removed detections from the
+// metadata and checks them against its index file.
+func (d *DetectionIndex) loadEntries(br *binReader, seg *segment) error {
+	var stamps []int64
+	counts := [2]int{}
+	for pass := range counts {
+		counts[pass] = br.count(1 << 32)
+		for range counts[pass] {
+			id, t := br.i64(), br.i64()
+			if br.err != nil {
+				return nil
+			}
+			_, isLive := d.loc[id]
+			_, isDead := d.dead[id]
+			if isLive || isDead || t < seg.start || t >= seg.end {
+				return fmt.Errorf("%w: bad entry %d in segment %d", ErrCorruptSnapshot, id, seg.start)
+			}
+			seg.ids = append(seg.ids, id)
+			seg.times = append(seg.times, t)
+			if pass == 0 {
+				d.loc[id] = loc{seg: seg.start, t: t}
+				seg.minT, seg.maxT = min(seg.minT, t), max(seg.maxT, t)
+				stamps = append(stamps, t)
+			} else {
+				d.dead[id] = seg.start
+				stamps = append(stamps, faiss.Removed)
+			}
+		}
+	}
+	nlive, ndead := counts[0], counts[1]
+	seg.live = nlive
+	n, err := seg.idx.Count()
+	if err != nil {
+		return err
+	}
+	if n < nlive || n > nlive+ndead {
+		return fmt.Errorf("%w: segment %d holds %d vectors for %d live, %d removed",
+			ErrCorruptSnapshot, seg.start, n, nlive, ndead)
+	}
+	seg.deadInIndex = n - nlive
+	if seg.idx.Kind() == faiss.HNSW {
+		// FAISS files do not keep stamps: the live ones' times, and
+		// faiss.Removed (a tombstone) for the removed ones.
+		if _, err := seg.idx.SetStamps(seg.ids, stamps); err != nil {
+			return err
+		}
 	}
 	return nil
 }

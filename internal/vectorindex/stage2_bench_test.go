@@ -79,10 +79,10 @@ func BenchmarkStage2Production(b *testing.B) {
 	defer flat.Close()
 	var layout []string
 	for _, s := range prod.Segments() {
-		layout = append(layout, fmt.Sprintf("%s:%s:%d", s.Start.Format("01-02"), s.Kind, s.Live))
+		layout = append(layout, fmt.Sprintf("%s..%s:%s:%d", s.Start.Format("01-02"), s.End.Format("01-02"), s.Kind, s.Live))
 	}
-	b.Logf("%d vectors of %d-d, %d identities, %d queries; segments of %v, hnsw_min_vectors %d, efSearch %d: %v",
-		total, dim, identities, queries, segDur, minVec, prod.cfg.HNSW.EfSearch, layout)
+	b.Logf("%d vectors of %d-d, %d identities, %d queries; segments of %v, hnsw_min_vectors %d, merge_max_vectors %d, efSearch %d: %v",
+		total, dim, identities, queries, segDur, minVec, prod.cfg.MergeMaxVectors, prod.cfg.HNSW.EfSearch, layout)
 	b.Logf("production build (1 build thread): add %v + compact %v; flat add %v", prodAdd, prodCompact, flatAdd)
 
 	// "last 7 days" covers everything retention keeps, so it cuts the
@@ -125,7 +125,7 @@ func BenchmarkStage2Production(b *testing.B) {
 			prev := prod.cfg.SearchWorkers
 			prod.cfg.SearchWorkers = 1
 			for _, s := range prod.Segments() {
-				lo, hi := s.Start, s.Start.Add(segDur-1)
+				lo, hi := s.Start, s.End.Add(-1)
 				if hi.Before(from) || lo.After(to) {
 					continue
 				}
