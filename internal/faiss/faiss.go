@@ -400,10 +400,20 @@ func (ix *Index) SearchHNSWRange(query []float32, lo, hi int64, k, ef int) ([]Ne
 	if ef <= 0 {
 		ef = int(ix.efSearch.Load())
 	}
-	ef = min(ef, math.MaxInt32)
+	ef = min(max(ef, k), math.MaxInt32)
 	lo = max(lo, Removed+1)
+	// A beam other than the index's efSearch is set on the index for the
+	// call (FAISS 1.7.3 sizes the walk's queue by it), so such calls run
+	// exclusively. (efSearch changes only under the write lock, so the
+	// compare under the read lock holds for the call.)
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
+	if ef != int(ix.efSearch.Load()) {
+		ix.mu.RUnlock()
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
+	} else {
+		defer ix.mu.RUnlock()
+	}
 	if ix.p == nil {
 		return nil, fmt.Errorf("faiss search hnsw range: %w", ErrClosed)
 	}

@@ -279,7 +279,7 @@ struct StampRange : faiss::IDSelector {
 
 } // namespace
 
-int poi_search_hnsw_range(const poi_index* ix, const float* x, int64_t lo,
+int poi_search_hnsw_range(poi_index* ix, const float* x, int64_t lo,
                           int64_t hi, int64_t k, int ef, float* distances,
                           int64_t* labels, int64_t* found, char* err,
                           size_t errlen) {
@@ -299,12 +299,32 @@ int poi_search_hnsw_range(const poi_index* ix, const float* x, int64_t lo,
         // searched directly and its positions mapped back to ids.
         StampRange sel(ix->stamps.data(), lo, hi);
         faiss::SearchParametersHNSW params;
-        params.efSearch = std::max<int64_t>(ef, k);
+        params.efSearch = static_cast<int>(std::max<int64_t>(ef, k));
         params.sel = &sel;
         std::vector<float> dist(static_cast<size_t>(k));
         std::vector<faiss::Index::idx_t> pos(static_cast<size_t>(k));
         ThreadGuard tg(1);
-        ix->hnsw->search(1, x, k, dist.data(), pos.data(), &params);
+        // FAISS 1.7.3 sizes the walk's candidate queue by the index's own
+        // efSearch and uses the parameter only to stop: a wider beam must
+        // be set on the index for the call. The caller holds the index
+        // exclusively whenever the two differ, so shared searches never
+        // write it.
+        const int saved = ix->hnsw->hnsw.efSearch;
+        const bool widen = params.efSearch != saved;
+        if (widen) {
+            ix->hnsw->hnsw.efSearch = params.efSearch;
+        }
+        try {
+            ix->hnsw->search(1, x, k, dist.data(), pos.data(), &params);
+        } catch (...) {
+            if (widen) {
+                ix->hnsw->hnsw.efSearch = saved;
+            }
+            throw;
+        }
+        if (widen) {
+            ix->hnsw->hnsw.efSearch = saved;
+        }
         int64_t w = 0;
         for (int64_t i = 0; i < k; i++) {
             if (pos[i] < 0) {

@@ -47,7 +47,7 @@ int poi_set_stamps(poi_index* ix, int64_t n, const int64_t* ids,
 // results, so the filter costs one compare per visited node. ef is the
 // beam width of this call (at least k). Writes up to k results best first
 // and their number to found.
-int poi_search_hnsw_range(const poi_index* ix, const float* x, int64_t lo,
+int poi_search_hnsw_range(poi_index* ix, const float* x, int64_t lo,
                           int64_t hi, int64_t k, int ef, float* distances,
                           int64_t* labels, int64_t* found, char* err,
                           size_t errlen);

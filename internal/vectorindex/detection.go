@@ -578,14 +578,17 @@ func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int
 		})
 	}
 	eligible, scanned := seg.live, n
-	var cand []int64
 	if !covered {
-		for i, t := range seg.times {
+		// Counting first, removed ids included: the graph walk needs only
+		// the share, and a large segment's candidate list would be a
+		// per-query allocation of its whole size.
+		eligible = 0
+		for _, t := range seg.times {
 			if t >= lo && t <= toN {
-				cand = append(cand, seg.ids[i])
+				eligible++
 			}
 		}
-		eligible, scanned = len(cand), len(cand)
+		scanned = eligible
 	}
 	if eligible == 0 {
 		return nil, 0, nil
@@ -606,13 +609,13 @@ func (d *DetectionIndex) searchSegment(seg *segment, q []float32, fromN, toN int
 	// range holds few of them. Only in-range ids pay for the liveness
 	// lookup. A covered segment gets here only as a graph holding more
 	// tombstones than live vectors, until Compact rebuilds it.
-	if covered {
-		cand = seg.ids
-	}
-	live := make([]int64, 0, len(cand))
-	for _, id := range cand {
-		if l, ok := d.loc[id]; ok && l.seg == seg.start {
-			live = append(live, id)
+	live := make([]int64, 0, eligible)
+	for i, t := range seg.times {
+		if t < lo || t > toN {
+			continue
+		}
+		if l, ok := d.loc[seg.ids[i]]; ok && l.seg == seg.start {
+			live = append(live, seg.ids[i])
 		}
 	}
 	if len(live) == 0 {
