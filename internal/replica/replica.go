@@ -288,8 +288,10 @@ func (d *Detections) Run(ctx context.Context) error {
 			if segs, vecs := d.idx.DropBefore(time.Now().Add(-d.cfg.Retention)); segs > 0 {
 				d.log.Info("retention dropped segments", "segments", segs, "vectors", vecs)
 			}
-			if _, err := d.idx.CompactDue(time.Now()); err != nil {
+			if n, err := d.idx.CompactDue(ctx, time.Now()); err != nil && ctx.Err() == nil {
 				d.log.Warn("compact", "error", err)
+			} else if n > 0 {
+				d.log.Info("detection segments rebuilt", "segments", n)
 			}
 			if err := d.snapshot(); err != nil {
 				d.log.Warn("snapshot", "error", err)

@@ -78,7 +78,7 @@ func buildDet(b *testing.B, cfg DetectionConfig, dets []Detection, compact bool)
 	var comp time.Duration
 	if compact {
 		start = time.Now()
-		if _, err := d.Compact(t0.Add(7 * 24 * time.Hour)); err != nil {
+		if _, err := d.Compact(b.Context(), t0.Add(7*24*time.Hour)); err != nil {
 			b.Fatal(err)
 		}
 		comp = time.Since(start)

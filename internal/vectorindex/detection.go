@@ -2,6 +2,7 @@ package vectorindex
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,13 +46,14 @@ const (
 	// segments they neither helped nor hurt (memory-bound).
 	DefaultSearchWorkers = 2
 	// DefaultMergeMaxVectors caps the live vectors of a segment that
-	// CompactDue builds by merging sealed neighbours. A 7-day query searched
-	// eight daily HNSW graphs at about 3x the speed of a Go scan, because
-	// each graph walk costs about the same whatever its size; one graph of
-	// the sealed days plus the open day cut that work by four
-	// (docs/bench-vector-index.md). The cap bounds one rebuild's time and
-	// memory (about 4 minutes and 1.3 GB per 250k vectors at 1 thread).
-	DefaultMergeMaxVectors = 500000
+	// CompactDue builds by merging sealed neighbours. A graph walk costs
+	// about the same at 20k vectors as at 100k (efSearch times the links
+	// per node), so eight daily graphs made a 7-day query only 3x faster
+	// than a Go scan; but a walk also gets slower and less exact as the
+	// graph grows: at efSearch 64 one 100k graph gave recall@10 0.994 in
+	// 1.4 ms, one 260k graph 0.943 in 2.1 ms (BenchmarkHNSWTuning,
+	// docs/bench-vector-index.md). Graphs of up to this size keep both.
+	DefaultMergeMaxVectors = 160000
 )
 
 // DetectionConfig configures a DetectionIndex. Zero fields take the
@@ -689,19 +691,22 @@ func (d *DetectionIndex) toHits(seg *segment, res []faiss.Neighbor, k int) []Hit
 // holds HNSWMinVectors; later detections of the open segment go into its
 // graph one by one. A 7-day query then walks about two graphs, where eight
 // daily ones cost it four times as much (docs/bench-vector-index.md).
-func (d *DetectionIndex) CompactDue(now time.Time) (int, error) {
-	merged, err := d.merge(d.segStart(now.UnixNano()))
+//
+// Builds run without blocking searches or adds, and stop at the next chunk
+// of vectors once ctx is done, leaving the index as it was.
+func (d *DetectionIndex) CompactDue(ctx context.Context, now time.Time) (int, error) {
+	merged, err := d.merge(ctx, d.segStart(now.UnixNano()))
 	if err != nil {
 		return merged, err
 	}
-	n, err := d.Compact(now.Add(d.cfg.SegmentDuration))
+	n, err := d.Compact(ctx, now.Add(d.cfg.SegmentDuration))
 	return merged + n, err
 }
 
 // merge rebuilds each group of consecutive segments ending at or before
 // sealedBefore (Unix ns) that mergeGroups picks as one HNSW segment, and
 // returns how many segments it built.
-func (d *DetectionIndex) merge(sealedBefore int64) (int, error) {
+func (d *DetectionIndex) merge(ctx context.Context, sealedBefore int64) (int, error) {
 	if d.cfg.HNSWMinVectors < 0 || d.cfg.MergeMaxVectors < 0 {
 		return 0, nil
 	}
@@ -724,7 +729,7 @@ func (d *DetectionIndex) merge(sealedBefore int64) (int, error) {
 	d.mu.RUnlock()
 	done := 0
 	for _, g := range mergeGroups(sizes, d.cfg.MergeMaxVectors, d.cfg.HNSWMinVectors) {
-		ok, err := d.rebuild(sealed[g[0]:g[1]], versions[g[0]:g[1]])
+		ok, err := d.rebuild(ctx, sealed[g[0]:g[1]], versions[g[0]:g[1]])
 		if err != nil {
 			return done, fmt.Errorf("detection index merge segments %s..%s: %w",
 				time.Unix(0, sealed[g[0]].start).UTC(), time.Unix(0, sealed[g[1]-1].end).UTC(), err)
@@ -769,8 +774,8 @@ func mergeGroups(sizes []int, maxVectors, minAdded int) [][2]int {
 // copied into the new index before the swap, so passing a time after the
 // current segment's end converts the segment still receiving detections
 // too (useful with long segments). Run it from a background job, e.g. a
-// few minutes past every segment boundary.
-func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
+// few minutes past every segment boundary; a build stops once ctx is done.
+func (d *DetectionIndex) Compact(ctx context.Context, sealedBefore time.Time) (int, error) {
 	if d.cfg.HNSWMinVectors < 0 {
 		return 0, nil
 	}
@@ -798,7 +803,7 @@ func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
 	d.mu.RUnlock()
 	done := 0
 	for _, j := range jobs {
-		ok, err := d.rebuild([]*segment{j.seg}, []uint64{j.version})
+		ok, err := d.rebuild(ctx, []*segment{j.seg}, []uint64{j.version})
 		if err != nil {
 			return done, fmt.Errorf("detection index compact segment %s: %w", time.Unix(0, j.seg.start).UTC(), err)
 		}
@@ -815,7 +820,7 @@ func (d *DetectionIndex) Compact(sealedBefore time.Time) (int, error) {
 // began, or when a segment appeared inside the span during the build.
 // The build runs without holding d.mu; detections added to a source during
 // it are copied in and those removed become tombstones before the swap.
-func (d *DetectionIndex) rebuild(srcs []*segment, versions []uint64) (bool, error) {
+func (d *DetectionIndex) rebuild(ctx context.Context, srcs []*segment, versions []uint64) (bool, error) {
 	dim := d.cfg.Model.Dim
 	d.mu.RLock()
 	if d.closed || !d.holds(srcs, versions) {
@@ -850,9 +855,17 @@ func (d *DetectionIndex) rebuild(srcs []*segment, versions []uint64) (bool, erro
 		return false, err
 	}
 	h.SetThreads(d.cfg.BuildThreads)
-	if err := h.AddStamped(ids, stamps, vecs); err != nil {
-		h.Close()
-		return false, err
+	// In chunks, so that a shutdown does not wait for a build of minutes.
+	for from := 0; from < len(ids); from += buildChunk {
+		if err := ctx.Err(); err != nil {
+			h.Close()
+			return false, err
+		}
+		to := min(from+buildChunk, len(ids))
+		if err := h.AddStamped(ids[from:to], stamps[from:to], vecs[from*dim:to*dim]); err != nil {
+			h.Close()
+			return false, err
+		}
 	}
 	h.SetThreads(1)
 	if d.afterBuild != nil {
@@ -885,6 +898,10 @@ func (d *DetectionIndex) rebuild(srcs []*segment, versions []uint64) (bool, erro
 	d.relocate(srcs, merged)
 	return true, closeErr
 }
+
+// buildChunk is how many vectors a rebuild adds between checks of its
+// context: about 10 seconds of a 1-thread build at 512-d.
+const buildChunk = 4096
 
 // holds tells whether every source is still in the index and, if versions
 // is not nil, unchanged. The caller holds d.mu.

@@ -169,7 +169,7 @@ func TestDetectionDuplicatesAndTombstones(t *testing.T) {
 	}
 
 	// Seal the first two hours as HNSW; the third stays flat.
-	n, err := d.Compact(t0.Add(2 * time.Hour))
+	n, err := d.Compact(t.Context(), t0.Add(2*time.Hour))
 	if err != nil || n != 2 {
 		t.Fatalf("compact: %d %v", n, err)
 	}
@@ -239,7 +239,7 @@ func TestDetectionDuplicatesAndTombstones(t *testing.T) {
 	if _, err := d.Remove(seg0...); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := d.Compact(t0.Add(2 * time.Hour)); err != nil || n < 1 {
+	if n, err := d.Compact(t.Context(), t0.Add(2*time.Hour)); err != nil || n < 1 {
 		t.Fatalf("compact dirty HNSW: %d %v", n, err)
 	}
 	if s := d.Segments()[0]; s.Tombstones != 0 || s.Kind != faiss.HNSW {
@@ -252,7 +252,7 @@ func TestDetectionHNSWRecall(t *testing.T) {
 	f := newFaceLike(12, testModel.Dim, 200, 0.8)
 	d := mustDet(t, DetectionConfig{HNSWMinVectors: 1000})
 	refs := fillDet(t, d, f, 6000, time.Hour)
-	if n, err := d.Compact(t0.Add(time.Hour)); err != nil || n != 1 {
+	if n, err := d.Compact(t.Context(), t0.Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("compact: %d %v", n, err)
 	}
 	if d.Segments()[0].Kind != faiss.HNSW {
@@ -376,7 +376,7 @@ func TestDetectionConcurrent(t *testing.T) {
 	})
 	wg.Go(func() {
 		for i := range 3 {
-			if _, err := d.Compact(t0.Add(time.Duration(i+1) * time.Hour)); err != nil {
+			if _, err := d.Compact(t.Context(), t0.Add(time.Duration(i+1)*time.Hour)); err != nil {
 				t.Error(err)
 				return
 			}
@@ -415,7 +415,7 @@ func TestDetectionUseAfterClose(t *testing.T) {
 	if _, err := d.Remove(1); !errors.Is(err, ErrClosed) {
 		t.Errorf("remove: %v", err)
 	}
-	if _, err := d.Compact(t0.Add(time.Hour)); !errors.Is(err, ErrClosed) {
+	if _, err := d.Compact(t.Context(), t0.Add(time.Hour)); !errors.Is(err, ErrClosed) {
 		t.Errorf("compact: %v", err)
 	}
 	if err := d.Snapshot(t.TempDir(), 1); !errors.Is(err, ErrClosed) {
@@ -442,7 +442,7 @@ func TestDetectionCompactCatchesUp(t *testing.T) {
 		}
 	}
 	// Converting the segment that still receives detections.
-	if n, err := d.Compact(t0.Add(48 * time.Hour)); err != nil || n != 1 {
+	if n, err := d.Compact(t.Context(), t0.Add(48*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("compact: %d %v", n, err)
 	}
 	d.afterBuild = nil

@@ -1,6 +1,7 @@
 package vectorindex
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -128,7 +129,7 @@ func TestDetectionMerge(t *testing.T) {
 		}
 	}
 	now := t0.Add(10*time.Hour + 30*time.Minute)
-	if _, err := d.CompactDue(now); err != nil {
+	if _, err := d.CompactDue(t.Context(), now); err != nil {
 		t.Fatal(err)
 	}
 	d.afterBuild = nil
@@ -232,7 +233,7 @@ func TestDetectionMerge(t *testing.T) {
 	// Tombstones of retention reach a quarter of the merged segment:
 	// Compact rebuilds it, and the removed ids before the horizon are
 	// forgotten (their times are refused anyway).
-	if n, err := d.CompactDue(now); err != nil || n != 1 {
+	if n, err := d.CompactDue(t.Context(), now); err != nil || n != 1 {
 		t.Fatalf("rebuild after retention: %d %v", n, err)
 	}
 	if s := d.Segments()[0]; s.Tombstones != 0 || !s.Start.Equal(t0.Add(2*time.Hour)) {
@@ -250,4 +251,25 @@ func TestDetectionMerge(t *testing.T) {
 		t.Fatal("removed ids older than the horizon are still kept")
 	}
 	check("rebuilt")
+}
+
+// TestCompactStopsWithItsContext: a build whose context is done stops and
+// leaves the segments as they were, so a replica's shutdown does not wait
+// for a merge.
+func TestCompactStopsWithItsContext(t *testing.T) {
+	f := newFaceLike(32, testModel.Dim, 50, 0.8)
+	d := mustDet(t, DetectionConfig{SegmentDuration: time.Hour, HNSWMinVectors: 100})
+	refs := fillDet(t, d, f, 3*buildChunk, 5*time.Hour)
+	before := d.Segments()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if n, err := d.CompactDue(ctx, t0.Add(4*time.Hour+time.Minute)); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("compact with a done context: %d %v", n, err)
+	}
+	if !slices.Equal(d.Segments(), before) {
+		t.Fatalf("segments changed:\n%+v\nwant\n%+v", d.Segments(), before)
+	}
+	if rec := recallDet(t, d, f, refs, nil, t0, t0.Add(5*time.Hour), 5, 10); rec != 1 {
+		t.Fatalf("flat segments after a stopped build: recall %.3f", rec)
+	}
 }

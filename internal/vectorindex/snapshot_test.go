@@ -184,7 +184,7 @@ func TestDetectionSnapshotRoundTrip(t *testing.T) {
 	cfg := DetectionConfig{HNSWMinVectors: 300}
 	d := mustDet(t, cfg)
 	refs := fillDet(t, d, f, 2400, 6*time.Hour)
-	if _, err := d.Compact(t0.Add(3 * time.Hour)); err != nil {
+	if _, err := d.Compact(t.Context(), t0.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	gone := map[int64]bool{}

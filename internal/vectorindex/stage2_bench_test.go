@@ -299,7 +299,7 @@ func buildStage2(b *testing.B, cfg DetectionConfig, dets []Detection, now time.T
 	start = time.Now()
 	// The replica's tick: retention, then compaction.
 	d.DropBefore(now.Add(-prodRetention))
-	if _, err := d.CompactDue(now); err != nil {
+	if _, err := d.CompactDue(b.Context(), now); err != nil {
 		b.Fatal(err)
 	}
 	return d, add, time.Since(start)

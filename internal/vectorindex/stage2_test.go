@@ -17,7 +17,7 @@ func TestDetectionCutHNSWFiltered(t *testing.T) {
 	f := newFaceLike(21, testModel.Dim, 300, 0.8)
 	d := mustDet(t, DetectionConfig{SegmentDuration: 24 * time.Hour, HNSWMinVectors: 1000})
 	refs := fillDet(t, d, f, 8000, 24*time.Hour)
-	if n, err := d.Compact(t0.Add(24 * time.Hour)); err != nil || n != 1 || d.Segments()[0].Kind != faiss.HNSW {
+	if n, err := d.Compact(t.Context(), t0.Add(24*time.Hour)); err != nil || n != 1 || d.Segments()[0].Kind != faiss.HNSW {
 		t.Fatalf("compact: %d %v %+v", n, err, d.Segments())
 	}
 	// Remove every 10th detection: tombstones inside every range below.
@@ -161,7 +161,7 @@ func TestCompactDueConvertsOpenSegment(t *testing.T) {
 	add(2001, 600, t0.Add(2*time.Hour))
 	add(3001, 600, t0.Add(4*time.Hour)) // in the future of now
 	now := t0.Add(2*time.Hour + 30*time.Minute)
-	if n, err := d.CompactDue(now); err != nil || n != 2 {
+	if n, err := d.CompactDue(t.Context(), now); err != nil || n != 2 {
 		t.Fatalf("compact due: %d %v", n, err)
 	}
 	var kinds []faiss.Kind
