@@ -758,3 +758,50 @@ func TestSearchHNSWRange(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 }
+
+// TestSearchHNSWRangeAppliesItsBeam: SearchHNSWRange's ef is the walk's
+// beam for that call. FAISS 1.7.3 takes the beam from the index's own
+// efSearch and ef only as a stopping rule, so without setting it for the
+// call a wider ef changed nothing (the cut-range widening was a no-op). On
+// a sparse graph with a narrow index beam, the wide call must find more of
+// the exact answer, and the index's own beam must be as before afterwards.
+func TestSearchHNSWRangeAppliesItsBeam(t *testing.T) {
+	const dim, n, nq, k = 32, 8000, 40, 10
+	rng := rand.New(rand.NewPCG(23, 24))
+	data := randomUnit(rng, n, dim)
+	ids := seqIDs(n, 1)
+	stamps := make([]int64, n)
+	h, err := NewHNSW(dim, HNSWParams{M: 4, EfConstruction: 16, EfSearch: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.AddStamped(ids, stamps, data); err != nil {
+		t.Fatal(err)
+	}
+	queries := randomUnit(rng, nq, dim)
+	recall := func(ef int) float64 {
+		hit := 0
+		for q := range nq {
+			qv := queries[q*dim : (q+1)*dim]
+			got, err := h.SearchHNSWRange(qv, 0, 0, k, ef)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range bruteForce(data, ids, qv, dim, k) {
+				if slices.ContainsFunc(got, func(g Neighbor) bool { return g.ID == w.ID }) {
+					hit++
+				}
+			}
+		}
+		return float64(hit) / float64(nq*k)
+	}
+	narrow := recall(k)
+	wide := recall(400)
+	if wide < narrow+0.3 {
+		t.Fatalf("recall@%d with ef %d: %.3f, with ef 400: %.3f; the wide beam was not applied", k, k, narrow, wide)
+	}
+	if again := recall(k); again != narrow {
+		t.Fatalf("the index's own beam changed: recall %.3f, before %.3f", again, narrow)
+	}
+}

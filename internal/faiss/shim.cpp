@@ -181,6 +181,35 @@ int poi_add(poi_index* ix, int64_t n, const float* x, const int64_t* ids,
     });
 }
 
+namespace {
+
+// EfScope sets an HNSW graph's efSearch for one call and restores it, also
+// when the call throws. efSearch is shared state of the index: the Go side
+// holds the index exclusively whenever ef differs from it, and an equal ef
+// writes nothing, so shared searches never race on it.
+class EfScope {
+  public:
+    EfScope(faiss::HNSW& h, int ef) : h_(h), saved_(h.efSearch), set_(ef > 0 && ef != h.efSearch) {
+        if (set_) {
+            h_.efSearch = ef;
+        }
+    }
+    ~EfScope() {
+        if (set_) {
+            h_.efSearch = saved_;
+        }
+    }
+    EfScope(const EfScope&) = delete;
+    EfScope& operator=(const EfScope&) = delete;
+
+  private:
+    faiss::HNSW& h_;
+    int saved_;
+    bool set_;
+};
+
+} // namespace
+
 int poi_search(poi_index* ix, int64_t n, const float* x, int64_t k,
                float* distances, int64_t* labels, int ef, int nthreads,
                char* err, size_t errlen) {
@@ -188,17 +217,9 @@ int poi_search(poi_index* ix, int64_t n, const float* x, int64_t k,
         ThreadGuard tg(nthreads);
         if (ef > 0 && ix->hnsw != nullptr) {
             // HNSW never returns more than efSearch results, so a k above it
-            // needs a wider beam for this call. The caller serialises such
-            // calls, since efSearch is shared state of the index.
-            int saved = ix->hnsw->hnsw.efSearch;
-            ix->hnsw->hnsw.efSearch = ef;
-            try {
-                ix->map->search(n, x, k, distances, labels);
-            } catch (...) {
-                ix->hnsw->hnsw.efSearch = saved;
-                throw;
-            }
-            ix->hnsw->hnsw.efSearch = saved;
+            // needs a wider beam for this call.
+            EfScope scope(ix->hnsw->hnsw, ef);
+            ix->map->search(n, x, k, distances, labels);
             return;
         }
         ix->map->search(n, x, k, distances, labels);
@@ -306,25 +327,9 @@ int poi_search_hnsw_range(poi_index* ix, const float* x, int64_t lo,
         ThreadGuard tg(1);
         // FAISS 1.7.3 sizes the walk's candidate queue by the index's own
         // efSearch and uses the parameter only to stop: a wider beam must
-        // be set on the index for the call. The caller holds the index
-        // exclusively whenever the two differ, so shared searches never
-        // write it.
-        const int saved = ix->hnsw->hnsw.efSearch;
-        const bool widen = params.efSearch != saved;
-        if (widen) {
-            ix->hnsw->hnsw.efSearch = params.efSearch;
-        }
-        try {
-            ix->hnsw->search(1, x, k, dist.data(), pos.data(), &params);
-        } catch (...) {
-            if (widen) {
-                ix->hnsw->hnsw.efSearch = saved;
-            }
-            throw;
-        }
-        if (widen) {
-            ix->hnsw->hnsw.efSearch = saved;
-        }
+        // be set on the index for the call.
+        EfScope scope(ix->hnsw->hnsw, params.efSearch);
+        ix->hnsw->search(1, x, k, dist.data(), pos.data(), &params);
         int64_t w = 0;
         for (int64_t i = 0; i < k; i++) {
             if (pos[i] < 0) {
