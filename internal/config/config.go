@@ -112,6 +112,7 @@ type Index struct {
 	SegmentDuration time.Duration `yaml:"segment_duration"`
 	HNSWMinVectors  int           `yaml:"hnsw_min_vectors"`
 	MergeMaxVectors int           `yaml:"merge_max_vectors"`
+	HNSWEfSearch    int           `yaml:"hnsw_ef_search"`
 	SnapshotEvery   time.Duration `yaml:"snapshot_every"`
 }
 

@@ -13,6 +13,7 @@ import (
 	"poi/internal/config"
 	"poi/internal/erasure"
 	"poi/internal/face"
+	"poi/internal/faiss"
 	"poi/internal/imaging"
 	"poi/internal/outbox"
 	"poi/internal/replica"
@@ -197,7 +198,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 		det, err := replica.NewDetections(replica.DetectionConfig{
 			// One build thread: compaction runs beside inference.
 			Index: vectorindex.DetectionConfig{Model: model, SegmentDuration: n.cfg.Index.SegmentDuration, HNSWMinVectors: n.cfg.Index.HNSWMinVectors,
-				MergeMaxVectors: n.cfg.Index.MergeMaxVectors, BuildThreads: 1},
+				MergeMaxVectors: n.cfg.Index.MergeMaxVectors, BuildThreads: 1,
+				HNSW: faiss.HNSWParams{EfSearch: n.cfg.Index.HNSWEfSearch}},
 			Dir: filepath.Join(n.cfg.DataDir, "index", "detections"), Retention: p.Unmatched(), SnapshotEvery: n.cfg.Index.SnapshotEvery,
 		}, n.js, n.log)
 		if err != nil {

@@ -33,13 +33,15 @@ const (
 	// query 14-19x faster (recall@10 0.998). Below this size an exact scan
 	// is about as fast, needs no build and has perfect recall.
 	DefaultHNSWMinVectors = 20000
-	// DefaultHNSWM, DefaultHNSWEfConstruction and DefaultHNSWEfSearch gave
-	// recall@10 0.9955 on clustered 512-d data at 100k vectors per index
-	// (efSearch 64: 0.98). A single graph of 1M reached only 0.93 at
-	// efSearch 256, which is one more reason to keep segments far smaller.
+	// DefaultHNSWM and DefaultHNSWEfConstruction gave the best recall per
+	// millisecond of a walk on clustered 512-d data (BenchmarkHNSWTuning:
+	// M 16 needed a wider beam for the same recall; efConstruction 80 built
+	// 4.5x slower). DefaultHNSWEfSearch is the narrowest beam that keeps a
+	// 7-day query at recall@10 >= 0.95 over 300k vectors (0.9505, 25.8x a
+	// Go scan; efSearch 96: 0.978 at 17.5x; 128: 0.9805 at 13.9x).
 	DefaultHNSWM              = 32
 	DefaultHNSWEfConstruction = 40
-	DefaultHNSWEfSearch       = 128
+	DefaultHNSWEfSearch       = 64
 	// DefaultSearchWorkers is how many segments one search scans at once.
 	// On 2 cores, 2 workers made a 7-day search over 7 HNSW segments 1.5x
 	// faster (30 -> 20 ms) and over flat ones 1.1x; over 168 small
@@ -47,13 +49,16 @@ const (
 	DefaultSearchWorkers = 2
 	// DefaultMergeMaxVectors caps the live vectors of a segment that
 	// CompactDue builds by merging sealed neighbours. A graph walk costs
-	// about the same at 20k vectors as at 100k (efSearch times the links
+	// about the same at 20k vectors as at 260k (efSearch times the links
 	// per node), so eight daily graphs made a 7-day query only 3x faster
-	// than a Go scan; but a walk also gets slower and less exact as the
-	// graph grows: at efSearch 64 one 100k graph gave recall@10 0.994 in
-	// 1.4 ms, one 260k graph 0.943 in 2.1 ms (BenchmarkHNSWTuning,
-	// docs/bench-vector-index.md). Graphs of up to this size keep both.
-	DefaultMergeMaxVectors = 160000
+	// than a Go scan. A larger graph is less exact at the same efSearch
+	// (recall@10 0.994 at 100k, 0.943 at 260k, efSearch 64), but fewer
+	// walks still won: at 300k, two graphs (260k + the open day) were
+	// 25.8x a Go scan at recall 0.9505 and 17.5x at 0.978, three (capped
+	// at 160k) 20.1x at 0.953 and 16.7x at 0.9755
+	// (docs/bench-vector-index.md). The cap bounds one rebuild: about 14
+	// minutes and 1.2 GB for 260k vectors at 1 thread.
+	DefaultMergeMaxVectors = 500000
 )
 
 // DetectionConfig configures a DetectionIndex. Zero fields take the
@@ -101,6 +106,9 @@ func (c DetectionConfig) withDefaults() (DetectionConfig, error) {
 	}
 	if c.HNSW.EfSearch == 0 {
 		c.HNSW.EfSearch = DefaultHNSWEfSearch
+	}
+	if c.HNSW.M < 0 || c.HNSW.EfConstruction < 0 || c.HNSW.EfSearch < 0 {
+		return c, fmt.Errorf("negative HNSW parameter in %+v", c.HNSW)
 	}
 	if c.SearchWorkers <= 0 {
 		c.SearchWorkers = DefaultSearchWorkers
