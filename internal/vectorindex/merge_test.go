@@ -253,13 +253,13 @@ func TestDetectionMerge(t *testing.T) {
 	check("rebuilt")
 }
 
-// TestCompactStopsWithItsContext: a build whose context is done stops and
-// leaves the segments as they were, so a replica's shutdown does not wait
-// for a merge.
+// TestCompactStopsWithItsContext: once its context is done, compaction
+// starts no build and leaves the segments as they were, so a replica's
+// shutdown waits at most for a build already under way.
 func TestCompactStopsWithItsContext(t *testing.T) {
 	f := newFaceLike(32, testModel.Dim, 50, 0.8)
 	d := mustDet(t, DetectionConfig{SegmentDuration: time.Hour, HNSWMinVectors: 100})
-	refs := fillDet(t, d, f, 3*buildChunk, 5*time.Hour)
+	refs := fillDet(t, d, f, 3000, 5*time.Hour)
 	before := d.Segments()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
