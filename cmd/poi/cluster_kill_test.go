@@ -41,12 +41,23 @@ func TestClusterSurvivesTheLossOfTheIngestLeader(t *testing.T) {
 	if victim < 0 {
 		t.Fatalf("leader %q is no node of the cluster", leader)
 	}
+	atKill := c.tracked(ctx)
+	killed := time.Now()
 	c.nats.Kill(victim)
-	t.Logf("stopped %s, the ingest leader, at %d acknowledged", leader, c.tracked(ctx))
+	t.Logf("stopped %s, the ingest leader, at %d acknowledged", leader, atKill)
 	stacktest.Eventually(t, time.Minute, "a new ingest leader", func() bool {
 		l, _, err := cluster.StreamLeader(ctx, c.js, streams.Ingest)
 		return err == nil && l != "" && l != leader
 	})
+	elected := time.Since(killed)
+	// Frames of the first half are still waiting: processing has resumed
+	// when the trackers acknowledge more than they had once the leader was
+	// elected (counting from the kill could take acknowledgements made in
+	// its last instant for a resumption).
+	afterElection := c.tracked(ctx)
+	stacktest.Eventually(t, time.Minute, "processing resumed", func() bool { return c.tracked(ctx) > max(afterElection, atKill) })
+	t.Logf("from the kill of the ingest leader: new leader after %v, processing resumed after %v",
+		elected.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond))
 	c.publish(t, cams, photos, half, 2*half)
 	frames := c.settle(t, cams, 4*time.Minute)
 	c.checkExactlyOnce(t, frames)

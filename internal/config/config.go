@@ -239,6 +239,9 @@ type NATS struct {
 	EmbeddedHost   string        `yaml:"embedded_host"`
 	EmbeddedPort   int           `yaml:"embedded_port"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// DeclareTimeout bounds the declaration of every stream and consumer
+	// at start, retries included.
+	DeclareTimeout time.Duration `yaml:"declare_timeout"`
 	// Credentials of an external server: a username and password, a
 	// .creds file (user JWT and nkey seed), or an nkey seed file.
 	Username  string `yaml:"username"`
@@ -744,6 +747,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.ConnectTimeout <= 0 {
 		bad("nats.connect_timeout", "must be positive")
+	}
+	if c.NATS.DeclareTimeout <= 0 {
+		bad("nats.declare_timeout", "must be positive")
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		bad("nats.replicas", "must be in 1..5 (JetStream's limit), got %d", c.NATS.Replicas)

@@ -193,7 +193,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	n.js = js
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.NATS.DeclareTimeout)
 	defer cancel()
 	limits := streams.DefaultLimits().WithRetention(n.cfg.Pipeline.Retention, n.cfg.Pipeline.Unmatched())
 	limits.AuditRetention = n.cfg.Audit.Retention
