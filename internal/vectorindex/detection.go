@@ -56,8 +56,8 @@ const (
 	// walks still won: at 300k, two graphs (260k + the open day) were
 	// 25.8x a Go scan at recall 0.9505 and 17.5x at 0.978, three (capped
 	// at 160k) 20.1x at 0.953 and 16.7x at 0.9755
-	// (docs/bench-vector-index.md). The cap bounds one rebuild: about 14
-	// minutes and 1.2 GB for 260k vectors at 1 thread.
+	// (docs/bench-vector-index.md). The cap bounds one rebuild's time:
+	// 13 to 14 minutes for 260k vectors at 1 thread in those runs.
 	DefaultMergeMaxVectors = 500000
 )
 
