@@ -33,11 +33,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
 		t.Fatal(err)
 	}
-	broker, err := embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	broker := testenv.MQTT(t, embedded.MQTTOptions{}, log)
 	redis := testenv.StartRedis(t)
 	st, err := store.Open(redis.URL(), "")
 	if err != nil {

@@ -69,10 +69,7 @@ func newRig(t *testing.T, brokerLimit int, cfg Config) *rig {
 	if err := streams.Declare(context.Background(), r.js, streams.DefaultLimits(), 3, r.log); err != nil {
 		t.Fatal(err)
 	}
-	if r.broker, err = embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{MaxInflight: brokerLimit}, r.log); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.broker.Close() })
+	r.broker = testenv.MQTT(t, embedded.MQTTOptions{MaxInflight: brokerLimit}, r.log)
 	redis := testenv.StartRedis(t)
 	if r.st, err = store.Open(redis.URL(), ""); err != nil {
 		t.Fatal(err)

@@ -40,11 +40,7 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 3, log); err != nil {
 		t.Fatal(err)
 	}
-	broker, err := embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{MaxInflight: 65535}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
+	broker := testenv.MQTT(t, embedded.MQTTOptions{MaxInflight: 65535}, log)
 	rd := testenv.StartRedis(t)
 	st, err := store.Open(rd.URL(), "")
 	if err != nil {

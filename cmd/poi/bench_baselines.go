@@ -54,7 +54,7 @@ func runBareBridge(ctx context.Context, cfg config.Config, b benchFlags, log *sl
 		fmt.Fprintf(stderr, "poi bench bare: %v\n", err)
 		return 1
 	}
-	defer ms.Close()
+	defer func() { _ = ms.Shutdown(context.WithoutCancel(ctx)) }()
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		fmt.Fprintf(stderr, "poi bench bare: nats: %v\n", err)

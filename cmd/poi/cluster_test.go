@@ -51,12 +51,8 @@ func startCluster(t *testing.T) *clusterRun {
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &clusterRun{nats: cluster.StartNATS(t, 3), redis: cluster.StartRedisHA(t), sent: map[string]int{},
 		base: time.Now().UTC().Add(-time.Hour).Truncate(time.Second)}
-	m, err := embedded.StartMQTT("127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)), embedded.MQTTOptions{}, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testenv.MQTT(t, embedded.MQTTOptions{}, discard)
 	c.mqtt = m
-	t.Cleanup(func() { _ = m.Close() })
 	sentinels, _ := json.Marshal(c.redis.SentinelAddrs())
 	env := []string{
 		"POI_NATS_URL=" + c.nats.URL(), "POI_NATS_REPLICAS=3",

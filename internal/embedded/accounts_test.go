@@ -36,7 +36,7 @@ func dial(t *testing.T, addr, user, password string) (paho.Client, error) {
 func TestBrokerBeyondLoopbackNeedsAccounts(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if m, err := embedded.StartMQTT("0.0.0.0:0", embedded.MQTTOptions{}, log); err == nil {
-		m.Close()
+		_ = m.Shutdown(t.Context())
 		t.Fatal("an embedded broker on 0.0.0.0 started with no accounts")
 	}
 	hash, err := embedded.HashPassword("door-secret")
@@ -51,7 +51,7 @@ func TestBrokerBeyondLoopbackNeedsAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	defer m.Shutdown(t.Context())
 	_, port, _ := net.SplitHostPort(m.Addr())
 	addr := net.JoinHostPort("127.0.0.1", port)
 
@@ -128,7 +128,7 @@ func TestPasswordHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	defer m.Shutdown(t.Context())
 	if _, err := dial(t, m.Addr(), "u", "s3cret"); err != nil {
 		t.Fatalf("the password of the hash refused: %v", err)
 	}
@@ -137,7 +137,7 @@ func TestPasswordHashes(t *testing.T) {
 	}
 	for _, bad := range []string{"s3cret", "pbkdf2-sha256$x$AA$AA", "md5$1$AA$AA", "pbkdf2-sha256$10$!!$AA"} {
 		if m, err := embedded.StartMQTT("127.0.0.1:0", embedded.MQTTOptions{Accounts: []embedded.Account{{Username: "u", PasswordHash: bad, Topics: []string{"#"}}}}, log); err == nil {
-			m.Close()
+			_ = m.Shutdown(t.Context())
 			t.Errorf("password_hash %q accepted", bad)
 		}
 	}

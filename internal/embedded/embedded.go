@@ -86,6 +86,7 @@ func (n *NATS) Shutdown(ctx context.Context) error {
 type MQTT struct {
 	srv  *mqtt.Server
 	addr string
+	log  *slog.Logger
 }
 
 // MQTTOptions configures the embedded broker.
@@ -138,7 +139,7 @@ func StartMQTT(addr string, o MQTTOptions, log *slog.Logger) (*MQTT, error) {
 		return nil, fmt.Errorf("embedded mqtt: serve: %w", err)
 	}
 	log.Info("embedded mqtt broker started", "addr", ln.Addr().String(), "accounts", len(o.Accounts))
-	return &MQTT{srv: srv, addr: ln.Addr().String()}, nil
+	return &MQTT{srv: srv, addr: ln.Addr().String(), log: log}, nil
 }
 
 // Dropped counts the messages the broker did not forward to a subscriber
@@ -152,10 +153,29 @@ func (m *MQTT) Dropped() int64 {
 // Addr is the host:port the broker listens on.
 func (m *MQTT) Addr() string { return m.addr }
 
-// Close stops the broker.
-func (m *MQTT) Close() error {
-	if err := m.srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("embedded mqtt close: %w", err)
+// Shutdown disconnects every client and stops the broker. mochi writes to
+// a client with no deadline, so one that stopped reading (a stopped process,
+// a wedged client) would hold the close for ever; once ctx is done every
+// connection's deadline is set to now, the blocked writes fail, and the
+// close completes without them.
+func (m *MQTT) Shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- m.srv.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		cut := 0
+		for _, cl := range m.srv.Clients.GetAll() {
+			if cl.Net.Conn != nil && cl.Net.Conn.SetDeadline(time.Now()) == nil {
+				cut++
+			}
+		}
+		m.log.Warn("embedded mqtt broker: clients not disconnected in time, connections cut", "clients", cut, "error", ctx.Err())
+		err = <-done
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("embedded mqtt shutdown: %w", err)
 	}
 	return nil
 }

@@ -312,7 +312,7 @@ func (n *Node) close(ctx context.Context) error {
 		}
 	}
 	if n.mqttSrv != nil {
-		if err := n.mqttSrv.Close(); err != nil {
+		if err := n.mqttSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

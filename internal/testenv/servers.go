@@ -135,3 +135,22 @@ func NATS(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
+
+// MQTT starts the embedded MQTT broker on a free loopback port for one test,
+// logging to log. Its shutdown at cleanup is bounded: a client the test left
+// connected and not reading cannot hold it.
+func MQTT(tb testing.TB, o embedded.MQTTOptions, log *slog.Logger) *embedded.MQTT {
+	tb.Helper()
+	m, err := embedded.StartMQTT("127.0.0.1:0", o, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			tb.Error(err)
+		}
+	})
+	return m
+}
