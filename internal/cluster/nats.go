@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,13 +87,46 @@ func (c *NATSCluster) start(i int) {
 	if err != nil {
 		c.tb.Fatalf("cluster: nats node %d: %v", i, err)
 	}
+	// The nodes run without logs; what went wrong at a start is kept and
+	// shown if the node does not come up.
+	var boot problems
+	srv.SetLogger(&boot, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(20 * time.Second) {
 		srv.Shutdown()
-		c.tb.Fatalf("cluster: nats node %d not ready on port %d", i, nd.opts.Port)
+		c.tb.Fatalf("cluster: nats node %d not ready on port %d (cluster port %d): %s", i, nd.opts.Port, nd.opts.Cluster.Port, boot.String())
 	}
 	nd.srv = srv
 }
+
+// problems is a server.Logger keeping the first of a node's warnings and
+// errors.
+type problems struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (p *problems) keep(level, format string, v ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf.Len() > 4096 { // a start's problems are in the first few
+		return
+	}
+	fmt.Fprintf(&p.buf, "[%s] "+format+"; ", append([]any{level}, v...)...)
+}
+
+func (p *problems) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.String()
+}
+
+func (p *problems) Noticef(string, ...any)         {}
+func (p *problems) Debugf(string, ...any)          {}
+func (p *problems) Tracef(string, ...any)          {}
+func (p *problems) Warnf(format string, v ...any)  { p.keep("WRN", format, v...) }
+func (p *problems) Errorf(format string, v ...any) { p.keep("ERR", format, v...) }
+func (p *problems) Fatalf(format string, v ...any) { p.keep("FTL", format, v...) }
 
 // WaitMetaLeader waits until every running node knows the cluster's meta
 // leader (JetStream API requests fail before that).

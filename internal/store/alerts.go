@@ -58,7 +58,11 @@ func (s *Store) ClaimAlert(ctx context.Context, alertID, track, poi, camera stri
 		return "", 0, fmt.Errorf("claim alert %s: %w", alertID, err)
 	}
 	if res[0] == "new" {
-		s.replicated(ctx, c, "alert claim "+alertID)
+		// Unconfirmed, the claim is retried: a claim that survived the
+		// failover answers replay, one that did not is made again.
+		if err := s.replicated(ctx, c, "alert claim "+alertID); err != nil {
+			return "", 0, fmt.Errorf("claim alert: %w", err)
+		}
 	}
 	var prev int64
 	if res[1] != "" {

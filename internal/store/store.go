@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,20 +99,32 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close releases the connection pool.
 func (s *Store) Close() error { return s.rdb.Close() }
 
+// ErrUnconfirmed: a write was applied by the primary, and then the WAIT for
+// its replicas failed (the primary is gone, as in a failover). Whether the
+// write survives is unknown; a caller that can redo it from what Redis holds
+// must treat it as not done.
+var ErrUnconfirmed = errors.New("write not confirmed: the wait for replicas failed")
+
 // replicated waits, on the connection c that just wrote, until
 // s.waitReplicas replicas have the write or s.waitTimeout passes. It narrows
 // the writes an asynchronous failover can lose; it cannot close the window
 // (Redis WAIT is no consensus), so a shortfall is logged, not an error: the
 // primary has the write, and refusing it would stop the service whenever a
-// replica is down.
-func (s *Store) replicated(ctx context.Context, c waiter, what string) {
+// replica is down. A WAIT that fails is ErrUnconfirmed: the primary that
+// took the write stopped answering right after it, which is when a failover
+// loses writes.
+func (s *Store) replicated(ctx context.Context, c waiter, what string) error {
 	if s.waitReplicas <= 0 {
-		return
+		return nil
 	}
 	n, err := c.Wait(ctx, s.waitReplicas, s.waitTimeout).Result()
-	if err != nil || int(n) < s.waitReplicas {
-		s.log.Warn("redis write not acknowledged by enough replicas", "write", what, "acked", n, "want", s.waitReplicas, "error", err)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", what, ErrUnconfirmed, err)
 	}
+	if int(n) < s.waitReplicas {
+		s.log.Warn("redis write not acknowledged by enough replicas", "write", what, "acked", n, "want", s.waitReplicas)
+	}
+	return nil
 }
 
 // scripter is the connection a write that is then waited for runs on:

@@ -121,10 +121,10 @@ func (s *Store) CommitTracking(ctx context.Context, camera string, version int64
 			s.writeTracking(ctx, tx, camera, version+1, state, updates, samples, ttl)
 			return nil
 		})
-		if err == nil {
-			s.replicated(ctx, rtx, "tracking "+camera)
+		if err != nil {
+			return err
 		}
-		return err
+		return s.replicated(ctx, rtx, "tracking "+camera)
 	}, vkey)
 	if errors.Is(err, redis.TxFailedErr) {
 		err = ErrConflict
