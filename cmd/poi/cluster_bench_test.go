@@ -1,4 +1,4 @@
-//go:build takeover
+//go:build clusterbench
 
 package main
 

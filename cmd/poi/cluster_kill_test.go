@@ -1,12 +1,4 @@
-//go:build takeover
-
 package main
-
-// The NATS leader-loss test is kept out of the default suite with the
-// takeover test: it passed 2 of 4 runs on two loaded cores, and lost
-// frames (1 to 8 of 30 on 1 to 6 of the 8 cameras, none doubled) in the
-// others; README, "Running a cluster", has what was found. Run it with:
-// go test -race -tags takeover -run TestClusterSurvivesTheLossOfTheIngestLeader ./cmd/poi
 
 import (
 	"context"

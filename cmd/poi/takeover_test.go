@@ -1,13 +1,4 @@
-//go:build takeover
-
 package main
-
-// The two-tracker takeover test is kept out of the default suite while it
-// fails intermittently: under load the survivor of a SIGKILLed tracker
-// sometimes loses frames of a camera whose partition it takes over. One
-// cause is fixed (a failed step acknowledged the camera's earlier messages
-// of the batch); another remains. Run it with:
-// go test -race -tags takeover -run TestTwoTrackers ./cmd/poi
 
 import (
 	"fmt"

@@ -92,7 +92,7 @@ func (c *NATSCluster) start(i int) {
 	var boot problems
 	srv.SetLogger(&boot, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
+	if !srv.ReadyForConnections(60 * time.Second) {
 		srv.Shutdown()
 		c.tb.Fatalf("cluster: nats node %d not ready on port %d (cluster port %d): %s", i, nd.opts.Port, nd.opts.Cluster.Port, boot.String())
 	}
