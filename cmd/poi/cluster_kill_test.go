@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,4 +68,33 @@ func TestClusterSurvivesTheLossOfTheIngestLeader(t *testing.T) {
 		}
 		return info.Cluster.Leader == leader && c.nats.StreamCurrent(victim, streams.Ingest)
 	})
+}
+
+// TestClusterSurvivesTheLossOfAWorker: in the cluster, with frames of 8
+// cameras flowing, one of the two workers is SIGKILLed. The other takes
+// every partition over and every frame the bridge stored is tracked
+// exactly once (TestTwoTrackersShareThePartitionsAndSurviveAKill compares
+// the records with an undisturbed run on one server).
+func TestClusterSurvivesTheLossOfAWorker(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	cams, photos := cameraPhotos(8)
+	const half = 15
+	c.publish(t, cams, photos, 0, half)
+	stacktest.Eventually(t, 2*time.Minute, "a third of the first frames tracked", func() bool { return c.tracked(ctx) >= uint64(len(cams)*half/3) })
+	victim, survivor := c.workers[0], c.workers[1]
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.done
+	killed := time.Now()
+	t.Logf("worker killed at %d acknowledged", c.tracked(ctx))
+	partitions := streams.DefaultLimits().Partitions
+	stacktest.Eventually(t, 2*time.Minute, "the survivor owns every partition", func() bool {
+		return ownedPartitions(t, survivor) == partitions
+	})
+	t.Logf("the survivor owned every partition %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	c.publish(t, cams, photos, half, 2*half)
+	c.checkExactlyOnce(t, c.settle(t, cams, 4*time.Minute))
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"testing"
@@ -307,23 +309,37 @@ func cameraPhotos(n int) ([]string, map[string][]string) {
 	return cams, photos
 }
 
-// TestClusterEnrolOnOneAPIDeleteOnTheOther: a POI enrolled through API A
-// raises an alert from frames and is visible through API B; its deletion
-// through B is applied by A and by the workers (no further alert).
+// TestClusterEnrolOnOneAPIDeleteOnTheOther: a POI enrolled through API A is
+// found by a search through API B, and raises alerts from frames tracked
+// by either worker (one camera on each); its deletion through B is applied
+// by A and by both workers (no further alert from either).
 func TestClusterEnrolOnOneAPIDeleteOnTheOther(t *testing.T) {
 	c := startCluster(t)
 	a, b := c.apis[0], c.apis[1]
 	poi := stacktest.Enroll(t, a.api, nil, "franck_01829.jpg")
-	stacktest.Eventually(t, time.Minute, "the POI visible through B", func() bool {
-		return getCode(t, "GET", b.api+"/api/v1/poi/"+poi) == 200
+	enrolled := time.Now()
+	stacktest.Eventually(t, time.Minute, "the POI found by a search through B", func() bool {
+		return searchMatch(t, b, "franck_01829.jpg") == poi
 	})
-	cams, photos := cameraPhotos(2)
+	t.Logf("enrolled through A, found by a search through B after %v", time.Since(enrolled).Round(time.Millisecond))
+	if code := getCode(t, "GET", b.api+"/api/v1/poi/"+poi); code != 200 {
+		t.Fatalf("GET the POI through B: %d", code)
+	}
+	cams := []string{c.cameraOn(t, "cam-early", 0), c.cameraOn(t, "cam-early", 1)}
+	photos := map[string][]string{cams[0]: franckFrames, cams[1]: franckFrames}
 	c.publish(t, cams, photos, 0, 20)
-	stacktest.Eventually(t, 2*time.Minute, "an alert through A and B", func() bool {
-		return len(alerts(t, a)) == 1 && len(alerts(t, b)) == 1
+	stacktest.Eventually(t, 2*time.Minute, "an alert of each camera through A and B", func() bool {
+		return len(alerts(t, a)) == 2 && len(alerts(t, b)) == 2
 	})
-	if got := alerts(t, b)[0]; got.POIID != poi || got.Match.CameraID != "cam-0" {
-		t.Fatalf("alert %+v, want %s on cam-0", got, poi)
+	for _, al := range alerts(t, b) {
+		if al.POIID != poi || (al.Match.CameraID != cams[0] && al.Match.CameraID != cams[1]) {
+			t.Fatalf("alert %+v, want %s on %v", al, poi, cams)
+		}
+	}
+	for w, cam := range cams {
+		if o := c.ownerOf(t, cam); o != w {
+			t.Logf("camera %s moved from worker %d to %d meanwhile (a rebalance)", cam, w, o)
+		}
 	}
 
 	if code := getCode(t, "DELETE", b.api+"/api/v1/poi/"+poi); code != 200 {
@@ -332,20 +348,74 @@ func TestClusterEnrolOnOneAPIDeleteOnTheOther(t *testing.T) {
 	stacktest.Eventually(t, time.Minute, "A answers 404 for the deleted POI", func() bool {
 		return getCode(t, "GET", a.api+"/api/v1/poi/"+poi) == 404
 	})
-	// The same person on another camera, after the deletion: the workers
-	// track the frames but raise nothing.
-	c.publish(t, []string{"cam-late"}, map[string][]string{"cam-late": franckFrames}, 0, 20)
-	frames := c.settle(t, append(cams, "cam-late"), 3*time.Minute)
-	if frames["cam-late"] != 20 {
-		t.Fatalf("cam-late: %d frames tracked, want 20", frames["cam-late"])
+	stacktest.Eventually(t, time.Minute, "A's search no longer finds the POI", func() bool {
+		return searchMatch(t, a, "franck_01829.jpg") == ""
+	})
+	// The same person on a camera of each worker, after the deletion: the
+	// workers track the frames but raise nothing.
+	late := []string{c.cameraOn(t, "cam-late", 0), c.cameraOn(t, "cam-late", 1)}
+	c.publish(t, late, map[string][]string{late[0]: franckFrames, late[1]: franckFrames}, 0, 20)
+	frames := c.settle(t, append(cams, late...), 3*time.Minute)
+	for _, cam := range late {
+		if frames[cam] != 20 {
+			t.Fatalf("%s: %d frames tracked, want 20", cam, frames[cam])
+		}
 	}
 	for _, p := range c.apis {
 		for _, al := range alerts(t, p) {
-			if al.Match.CameraID == "cam-late" {
+			if al.Match.CameraID == late[0] || al.Match.CameraID == late[1] {
 				t.Fatalf("alert %+v after the POI was deleted", al)
 			}
 		}
 	}
+}
+
+// ownerOf is the index of the worker that owns camera's tracker partition
+// (poi_partition_owned), -1 while none does.
+func (c *clusterRun) ownerOf(t *testing.T, camera string) int {
+	t.Helper()
+	p := strconv.Itoa(streams.Partition(camera, streams.DefaultLimits().Partitions))
+	for i, w := range c.workers {
+		if v, err := metric(w, "poi_partition_owned", map[string]string{"stage": "index", "partition": p}); err == nil && v == 1 {
+			return i
+		}
+	}
+	return -1
+}
+
+// cameraOn names a camera, prefix-N, whose partition worker w owns now.
+func (c *clusterRun) cameraOn(t *testing.T, prefix string, w int) string {
+	t.Helper()
+	for n := range 200 {
+		if cam := fmt.Sprintf("%s-%d", prefix, n); c.ownerOf(t, cam) == w {
+			return cam
+		}
+	}
+	t.Fatalf("no camera %s-N on a partition of worker %d", prefix, w)
+	return ""
+}
+
+// searchMatch posts photo to POST /api/v1/search of an API process and
+// returns the POI it matched ("" for none).
+func searchMatch(t *testing.T, p *proc, photo string) string {
+	t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	fw, _ := w.CreateFormFile("image", photo)
+	fw.Write(testenv.ReadPhoto(t, photo))
+	w.Close()
+	resp, err := http.Post(p.api+"/api/v1/search", w.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		MatchedPOIID string `json:"matched_poi_id"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		t.Fatalf("search through %s: %d", p.api, resp.StatusCode)
+	}
+	return out.MatchedPOIID
 }
 
 // TestClusterSurvivesTheLossOfTheRedisPrimary: the Redis primary is

@@ -32,6 +32,7 @@ type Metrics struct {
 
 	// Partitioned stages and consumers.
 	PartitionsOwned *prometheus.GaugeVec   // stage
+	PartitionOwned  *prometheus.GaugeVec   // stage, partition: 1 while this process owns it
 	Rebalances      *prometheus.CounterVec // stage
 	ConsumerPending *prometheus.GaugeVec   // stage: messages not yet delivered (lag)
 	AckPending      *prometheus.GaugeVec   // stage: delivered, not yet acknowledged
@@ -66,6 +67,7 @@ func New() *Metrics {
 		TracksClose: prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_tracks_closed_total", Help: "Face tracks closed."}),
 
 		PartitionsOwned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_partitions_owned", Help: "Partitions of a stage this process owns."}, []string{"stage"}),
+		PartitionOwned:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_partition_owned", Help: "1 for each partition of a stage this process owns, 0 once it released it."}, []string{"stage", "partition"}),
 		Rebalances:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "poi_partition_rebalances_total", Help: "Changes of this process's partitions, by stage."}, []string{"stage"}),
 		ConsumerPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_pending", Help: "Messages waiting for a stage's consumers (lag), summed over its partitions."}, []string{"stage"}),
 		AckPending:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_consumer_ack_pending", Help: "Messages delivered to a stage and not yet acknowledged."}, []string{"stage"}),
@@ -75,7 +77,7 @@ func New() *Metrics {
 	m.BridgeResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_session_resumes_total", Help: "MQTT reconnects the bridge made to have deferred messages resent."})
 	m.BridgePublishRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_publish_retries_total", Help: "JetStream publishes the bridge redid because JetStream did not store a message."})
 	for _, c := range []prometheus.Collector{m.BridgeUnacked, m.BridgeDeferred, m.BridgeResumes, m.BridgePublishRetries, m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose,
-		m.PartitionsOwned, m.Rebalances, m.ConsumerPending, m.AckPending} {
+		m.PartitionsOwned, m.PartitionOwned, m.Rebalances, m.ConsumerPending, m.AckPending} {
 		f(c)
 	}
 	return m

@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -289,6 +290,12 @@ func (g *Group) apply(ctx context.Context, want []int) {
 	if len(started) > 0 || len(stopped) > 0 {
 		g.m.Rebalances.WithLabelValues(g.cfg.Stage).Inc()
 		g.m.PartitionsOwned.WithLabelValues(g.cfg.Stage).Set(float64(owned))
+		for _, p := range started {
+			g.m.PartitionOwned.WithLabelValues(g.cfg.Stage, strconv.Itoa(p)).Set(1)
+		}
+		for _, p := range stopped {
+			g.m.PartitionOwned.WithLabelValues(g.cfg.Stage, strconv.Itoa(p)).Set(0)
+		}
 		g.log.Info("partitions changed", "owned", g.Owned(), "acquired", started, "released", stopped)
 	}
 }
