@@ -435,6 +435,9 @@ type Pipeline struct {
 	// RetryFor bounds how long a stage retries a failing message in place
 	// before giving it back to JetStream.
 	RetryFor time.Duration `yaml:"retry_for"`
+	// FetchWait bounds how long one pull of a stage (alerts, zones,
+	// frames) waits for messages; a stopping process stops within it.
+	FetchWait time.Duration `yaml:"fetch_wait"`
 	// Tracker tunes how faces are linked into tracks.
 	Tracker Tracker `yaml:"tracker"`
 }
@@ -878,6 +881,7 @@ func (c Config) Validate() error {
 		{"erasure.replica_wait", c.Erasure.ReplicaWait},
 		{"outbox.relay_interval", c.Outbox.RelayInterval},
 		{"pipeline.retry_for", c.Pipeline.RetryFor},
+		{"pipeline.fetch_wait", c.Pipeline.FetchWait},
 		{"pipeline.tracker.last_frame_every", c.Pipeline.Tracker.LastFrameEvery},
 		{"face.request_timeout", c.Face.RequestTimeout},
 		{"review.expiry_interval", c.Review.ExpiryInterval},

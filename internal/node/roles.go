@@ -141,7 +141,7 @@ func (n *Node) startRoles(ctx context.Context) error {
 	p := n.cfg.Pipeline
 	addPool := func(stage, consumer, stream string, concurrency int, h pool.Handler) {
 		pl := pool.New(pool.Config{Stage: stage, Stream: stream, Consumer: consumer, Concurrency: concurrency,
-			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: p.RetryFor}, n.js, h, n.metrics, n.log)
+			MaxDeliver: p.MaxDeliver, DrainTimeout: n.cfg.ShutdownTimeout / 2, RetryFor: p.RetryFor, FetchWait: p.FetchWait}, n.js, h, n.metrics, n.log)
 		n.actors = append(n.actors, actor{stage, pl.Run})
 	}
 	if n.hasPool("index") {

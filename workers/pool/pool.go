@@ -66,6 +66,9 @@ type Config struct {
 	// or of the embedding service shorter than this costs no delivery
 	// attempt, so it can never push a good message to the dead letters.
 	RetryFor time.Duration
+	// FetchWait bounds one pull request: the pool asks for as many messages
+	// as it has free slots, for up to this long, then asks again.
+	FetchWait time.Duration
 }
 
 // DefaultBackoff doubles from 500 ms up to 30 s.
@@ -97,6 +100,9 @@ func New(cfg Config, js jetstream.JetStream, h Handler, m *metrics.Metrics, log 
 	if cfg.RetryFor < 0 {
 		cfg.RetryFor = 0
 	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = time.Second
+	}
 	return &Pool{cfg: cfg, js: js, handler: h, m: m, log: log.With("stage", cfg.Stage)}
 }
 
@@ -108,48 +114,59 @@ func (p *Pool) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pool %s: consumer %s/%s: %w", p.cfg.Stage, p.cfg.Stream, p.cfg.Consumer, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(p.cfg.Concurrency))
-	if err != nil {
-		return fmt.Errorf("pool %s: messages: %w", p.cfg.Stage, err)
-	}
 	// Handlers get a context that outlives ctx by the drain timeout, so that
 	// work in hand can finish instead of failing half way.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
 	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			it.Stop()
-		case <-stopped:
-		}
-	}()
 	go p.reportLag(ctx, cons, stopped)
 
+	// Explicit pulls, each for the slots free at the time, rather than the
+	// client's Messages iterator: under load the iterator was seen holding
+	// no pull request at the server while believing it had one (consumer
+	// info: 0 waiting, 0 ack pending, a growing backlog) until a missed
+	// heartbeat woke it 20 to 30 s later. A pull here always ends within
+	// FetchWait, and the next one is made from what is actually free.
 	sem := make(chan struct{}, p.cfg.Concurrency)
 	var wg sync.WaitGroup
 	p.log.Info("pool started", "stream", p.cfg.Stream, "consumer", p.cfg.Consumer, "concurrency", p.cfg.Concurrency)
 	var runErr error
-	for {
-		msg, err := it.Next()
-		if err != nil && ctx.Err() == nil && (errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrTimeout)) {
-			// A missed heartbeat (a busy process, a slow server) is not the
-			// end of the consumer: the iterator goes on pulling.
-			p.log.Warn("consumer heartbeat missed; pulling on", "error", err)
-			continue
-		}
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
-				runErr = fmt.Errorf("pool %s: next: %w", p.cfg.Stage, err)
-			}
+	failures := 0
+	for ctx.Err() == nil {
+		n := acquire(ctx, sem)
+		if n == 0 {
 			break
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p.handle(hctx, msg)
-		}()
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(p.cfg.FetchWait))
+		if err != nil {
+			release(sem, n)
+			if failures++; failures == 1 || failures%60 == 0 {
+				p.log.Warn("pull failed; pulling on", "error", err, "failures", failures)
+			}
+			sleepCtx(ctx, min(time.Duration(failures)*100*time.Millisecond, p.cfg.FetchWait))
+			continue
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				p.handle(hctx, msg)
+			}()
+		}
+		release(sem, n-got)
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				runErr = fmt.Errorf("pool %s: pull: %w", p.cfg.Stage, err)
+				break
+			}
+			if failures++; failures == 1 || failures%60 == 0 {
+				p.log.Warn("pull ended with an error; pulling on", "error", err, "failures", failures)
+			}
+			continue
+		}
+		failures = 0
 	}
 	close(stopped)
 	done := make(chan struct{})
@@ -163,6 +180,43 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	p.log.Info("pool stopped")
 	return runErr
+}
+
+// acquire waits for one free slot of sem, then takes every other slot free
+// at this moment, and returns how many it took (0: ctx ended first).
+func acquire(ctx context.Context, sem chan struct{}) int {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < cap(sem) {
+		select {
+		case sem <- struct{}{}:
+			n++
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// release gives n slots of sem back.
+func release(sem chan struct{}, n int) {
+	for range n {
+		<-sem
+	}
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // reportLag keeps the stage's lag gauges current (every pool process
