@@ -149,3 +149,37 @@ func TestPoolDrainsInFlightOnShutdown(t *testing.T) {
 		t.Fatalf("finished %d processed %v: in-flight work was not drained", finished.Load(), testutil.ToFloat64(m.Processed.WithLabelValues("alert")))
 	}
 }
+
+// TestAcquireTakesWhatIsFree: a pull is sized to the slots free when it is
+// made, at least one (waited for), and none once the pool is stopping.
+func TestAcquireTakesWhatIsFree(t *testing.T) {
+	sem := make(chan struct{}, 4)
+	sem <- struct{}{}
+	if n := acquire(context.Background(), sem); n != 3 || len(sem) != 4 {
+		t.Fatalf("acquire with 3 of 4 free: %d (held %d), want 3 (held 4)", n, len(sem))
+	}
+	release(sem, 2)
+	if len(sem) != 2 {
+		t.Fatalf("after releasing 2: %d held, want 2", len(sem))
+	}
+	release(sem, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	for range 4 {
+		sem <- struct{}{}
+	}
+	got := make(chan int, 1)
+	go func() { got <- acquire(ctx, sem) }()
+	select {
+	case n := <-got:
+		t.Fatalf("acquire with nothing free returned %d at once", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	<-sem // one handler finishes
+	if n := <-got; n != 1 {
+		t.Fatalf("acquire once one slot freed: %d, want 1", n)
+	}
+	cancel()
+	if n := acquire(ctx, sem); n != 0 {
+		t.Fatalf("acquire after the stop: %d, want 0", n)
+	}
+}
