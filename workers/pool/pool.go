@@ -164,6 +164,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			if failures++; failures == 1 || failures%60 == 0 {
 				p.log.Warn("pull ended with an error; pulling on", "error", err, "failures", failures)
 			}
+			sleepCtx(ctx, min(time.Duration(failures)*100*time.Millisecond, p.cfg.FetchWait))
 			continue
 		}
 		failures = 0
