@@ -17,14 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"poi/internal/cluster"
 	"poi/internal/stacktest"
 	"poi/internal/testenv"
 )
 
 // TestMain lets the test binary act as the poi binary when re-executed, so
 // that tests run the real process (signals, exit codes, ports) without a
-// separate build step.
+// separate build step, and as a nats-server node of the cluster tests.
 func TestMain(m *testing.M) {
+	cluster.ServeNodeIfAsked()
 	if os.Getenv("POITEST_EXEC_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stderr))
 	}

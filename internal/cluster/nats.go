@@ -1,31 +1,40 @@
 // Package cluster starts the multi-node infrastructure a clustered
 // deployment runs on, as real servers on loopback, for tests: a JetStream
-// cluster of embedded nats-servers (each with its own client and cluster
-// port, routed to the others), and Redis with a replica watched by
+// cluster of nats-server processes (each with its own client, cluster and
+// monitoring port, routed to the others), and Redis with a replica watched by
 // Sentinels (Debian's redis-server and redis-sentinel).
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"poi/internal/embedded"
 	"poi/internal/testenv"
 )
 
-// NATSCluster is a JetStream cluster of embedded nats-servers in the test
-// process. Nodes keep their ports and store directories across Kill and
-// Restart, as a server that crashed and came back would.
+// NATSCluster is a JetStream cluster of nats-servers, each a process of its
+// own (the test binary re-executed: see ServeNodeIfAsked), so that Kill is
+// a SIGKILL: nothing is flushed, nothing is said to the peers. Nodes keep
+// their ports and store directories across Kill and Restart, as a server
+// that crashed and came back would.
 type NATSCluster struct {
 	tb    testing.TB
 	Name  string
@@ -33,8 +42,61 @@ type NATSCluster struct {
 }
 
 type natsNode struct {
-	opts *server.Options
-	srv  *server.Server
+	spec nodeSpec
+	cmd  *exec.Cmd
+	done chan struct{}
+	out  *capped
+}
+
+// nodeSpec is what a node process needs to start, passed in nodeEnv.
+type nodeSpec struct {
+	Name        string `json:"name"`
+	Cluster     string `json:"cluster"`
+	Port        int    `json:"port"`
+	ClusterPort int    `json:"cluster_port"`
+	HTTPPort    int    `json:"http_port"`
+	Routes      []int  `json:"routes"`
+	StoreDir    string `json:"store_dir"`
+}
+
+// nodeEnv holds a nodeSpec when the test binary runs as a nats-server node.
+const nodeEnv = "POITEST_NATS_NODE"
+
+func (s nodeSpec) options() *server.Options {
+	var routes []*url.URL
+	for _, p := range s.Routes {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: "127.0.0.1:" + strconv.Itoa(p)})
+	}
+	return &server.Options{
+		ServerName: s.Name, Host: "127.0.0.1", Port: s.Port, HTTPHost: "127.0.0.1", HTTPPort: s.HTTPPort,
+		JetStream: true, StoreDir: s.StoreDir, NoSigs: true, MaxPayload: embedded.MaxPayload,
+		Cluster: server.ClusterOpts{Name: s.Cluster, Host: "127.0.0.1", Port: s.ClusterPort},
+		Routes:  routes,
+	}
+}
+
+// ServeNodeIfAsked makes the process a nats-server node, until it is
+// killed, when StartNATS started it as one; otherwise it returns at once.
+// A test package that starts a cluster calls it first in its TestMain.
+func ServeNodeIfAsked() {
+	raw := os.Getenv(nodeEnv)
+	if raw == "" {
+		return
+	}
+	var spec nodeSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", nodeEnv, err)
+		os.Exit(2)
+	}
+	srv, err := server.NewServer(spec.options())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nats node %s: %v\n", spec.Name, err)
+		os.Exit(2)
+	}
+	srv.ConfigureLogger() // warnings and errors to stderr, which StartNATS keeps
+	go srv.Start()
+	srv.WaitForShutdown()
+	os.Exit(0)
 }
 
 // StartNATS starts n nodes of one JetStream cluster and waits until they
@@ -46,34 +108,21 @@ func StartNATS(tb testing.TB, n int) *NATSCluster {
 	for i := range n {
 		clusterPorts[i] = testenv.FreePort(tb)
 	}
-	var routes []*url.URL
-	for _, p := range clusterPorts {
-		routes = append(routes, &url.URL{Scheme: "nats", Host: "127.0.0.1:" + strconv.Itoa(p)})
-	}
 	for i := range n {
-		c.nodes = append(c.nodes, &natsNode{opts: &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Host:       "127.0.0.1",
-			Port:       testenv.FreePort(tb),
-			JetStream:  true,
-			StoreDir:   filepath.Join(tb.TempDir(), "jetstream"),
-			NoSigs:     true,
-			NoLog:      true,
-			MaxPayload: embedded.MaxPayload,
-			Cluster: server.ClusterOpts{
-				Name: c.Name, Host: "127.0.0.1", Port: clusterPorts[i],
-			},
-			Routes: routes,
+		c.nodes = append(c.nodes, &natsNode{spec: nodeSpec{
+			Name: fmt.Sprintf("n%d", i+1), Cluster: c.Name,
+			Port: testenv.FreePort(tb), ClusterPort: clusterPorts[i], HTTPPort: testenv.FreePort(tb),
+			Routes: clusterPorts, StoreDir: filepath.Join(tb.TempDir(), "jetstream"),
 		}})
-	}
-	for i := range c.nodes {
-		c.start(i)
 	}
 	tb.Cleanup(func() {
 		for i := range c.nodes {
 			c.Kill(i)
 		}
 	})
+	for i := range c.nodes {
+		c.start(i)
+	}
 	c.WaitMetaLeader()
 	return c
 }
@@ -81,99 +130,151 @@ func StartNATS(tb testing.TB, n int) *NATSCluster {
 func (c *NATSCluster) start(i int) {
 	c.tb.Helper()
 	nd := c.nodes[i]
-	// Options are consumed by the server: each start gets a copy.
-	opts := nd.opts.Clone()
-	srv, err := server.NewServer(opts)
+	spec, err := json.Marshal(nd.spec)
 	if err != nil {
+		c.tb.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), nodeEnv+"="+string(spec))
+	nd.out = &capped{}
+	cmd.Stdout, cmd.Stderr = nd.out, nd.out
+	if err := cmd.Start(); err != nil {
 		c.tb.Fatalf("cluster: nats node %d: %v", i, err)
 	}
-	// The nodes run without logs; what went wrong at a start is kept and
-	// shown if the node does not come up.
-	var boot problems
-	srv.SetLogger(&boot, false, false)
-	go srv.Start()
-	if !srv.ReadyForConnections(60 * time.Second) {
-		srv.Shutdown()
-		c.tb.Fatalf("cluster: nats node %d not ready on port %d (cluster port %d): %s", i, nd.opts.Port, nd.opts.Cluster.Port, boot.String())
-	}
-	nd.srv = srv
-}
-
-// problems is a server.Logger keeping the first of a node's warnings and
-// errors.
-type problems struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (p *problems) keep(level, format string, v ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.buf.Len() > 4096 { // a start's problems are in the first few
-		return
-	}
-	fmt.Fprintf(&p.buf, "[%s] "+format+"; ", append([]any{level}, v...)...)
-}
-
-func (p *problems) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.String()
-}
-
-func (p *problems) Noticef(string, ...any)         {}
-func (p *problems) Debugf(string, ...any)          {}
-func (p *problems) Tracef(string, ...any)          {}
-func (p *problems) Warnf(format string, v ...any)  { p.keep("WRN", format, v...) }
-func (p *problems) Errorf(format string, v ...any) { p.keep("ERR", format, v...) }
-func (p *problems) Fatalf(format string, v ...any) { p.keep("FTL", format, v...) }
-
-// WaitMetaLeader waits until every running node knows the cluster's meta
-// leader (JetStream API requests fail before that).
-func (c *NATSCluster) WaitMetaLeader() {
-	c.tb.Helper()
+	nd.cmd, nd.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(nd.done)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ok, leader := true, false
-		for _, nd := range c.nodes {
-			if nd.srv == nil {
-				continue
-			}
-			if !nd.srv.JetStreamEnabled() || !nd.srv.JetStreamIsCurrent() {
-				ok = false
-			}
-			leader = leader || nd.srv.JetStreamIsLeader()
+		select {
+		case <-nd.done:
+			c.tb.Fatalf("cluster: nats node %d exited at start (does the package's TestMain call cluster.ServeNodeIfAsked?): %s", i, nd.out)
+		default:
 		}
-		if ok && leader {
+		if nc, err := nats.Connect(c.NodeURL(i), nats.Timeout(time.Second)); err == nil {
+			nc.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			c.tb.Fatalf("cluster: no JetStream meta leader within 60s")
+			c.tb.Fatalf("cluster: nats node %d not ready on port %d (cluster port %d) within 60s: %s", i, nd.spec.Port, nd.spec.ClusterPort, nd.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// StreamCurrent reports whether running node i holds stream and is
-// caught up with its leader.
+// capped keeps the first 16 KB written to it: a node's start-up problems.
+type capped struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *capped) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if room := 16<<10 - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (w *capped) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// WaitMetaLeader waits until every running node answers JetStream API
+// requests, which it does only once it knows the cluster's meta leader.
+func (c *NATSCluster) WaitMetaLeader() {
+	c.tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for i := range c.nodes {
+		if !c.Running(i) {
+			continue
+		}
+		for !c.answersJetStream(i) {
+			if time.Now().After(deadline) {
+				c.tb.Fatalf("cluster: node %d knows no JetStream meta leader within 60s: %s", i, c.nodes[i].out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (c *NATSCluster) answersJetStream(i int) bool {
+	nc, err := nats.Connect(c.NodeURL(i), nats.Timeout(time.Second))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err == nil
+}
+
+// StreamCurrent reports whether running node i holds stream up to the last
+// sequence its leader reports (read from the node's own monitoring port).
 func (c *NATSCluster) StreamCurrent(i int, stream string) bool {
-	nd := c.nodes[i]
-	return nd.srv != nil && nd.srv.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+	if !c.Running(i) {
+		return false
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true", c.nodes[i].spec.HTTPPort))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name  string `json:"name"`
+				State struct {
+					LastSeq uint64 `json:"last_seq"`
+				} `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&jsz) != nil {
+		return false
+	}
+	nc, err := nats.Connect(c.URL(), nats.Timeout(time.Second))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, info, err := StreamLeader(ctx, js, stream)
+	if err != nil {
+		return false
+	}
+	for _, a := range jsz.Accounts {
+		for _, st := range a.Streams {
+			if st.Name == stream {
+				return st.State.LastSeq == info.State.LastSeq
+			}
+		}
+	}
+	return false
 }
 
 // URL is the comma-separated client URL list of every node, as nats.url
 // takes it.
 func (c *NATSCluster) URL() string {
 	var urls []string
-	for _, nd := range c.nodes {
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nd.opts.Port))
+	for i := range c.nodes {
+		urls = append(urls, c.NodeURL(i))
 	}
 	return strings.Join(urls, ",")
 }
 
 // NodeURL is node i's client URL.
 func (c *NATSCluster) NodeURL(i int) string {
-	return fmt.Sprintf("nats://127.0.0.1:%d", c.nodes[i].opts.Port)
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.nodes[i].spec.Port)
 }
 
 // Len is the number of nodes.
@@ -183,23 +284,22 @@ func (c *NATSCluster) Len() int { return len(c.nodes) }
 // Cluster.Leader gives it), or -1.
 func (c *NATSCluster) Index(name string) int {
 	for i, nd := range c.nodes {
-		if nd.opts.ServerName == name {
+		if nd.spec.Name == name {
 			return i
 		}
 	}
 	return -1
 }
 
-// Kill stops node i at once: its clients lose their connection and the
-// others lose a peer, as when the machine dies. Its files stay.
+// Kill SIGKILLs node i: its clients lose their connection and the others a
+// peer, with nothing flushed, as when the machine dies. Its files stay.
 func (c *NATSCluster) Kill(i int) {
 	nd := c.nodes[i]
-	if nd.srv == nil {
+	if !c.Running(i) {
 		return
 	}
-	nd.srv.Shutdown()
-	nd.srv.WaitForShutdown()
-	nd.srv = nil
+	_ = nd.cmd.Process.Signal(syscall.SIGKILL)
+	<-nd.done
 }
 
 // Restart starts a killed node again on its ports with its files.
@@ -209,7 +309,18 @@ func (c *NATSCluster) Restart(i int) {
 }
 
 // Running reports whether node i runs.
-func (c *NATSCluster) Running(i int) bool { return c.nodes[i].srv != nil }
+func (c *NATSCluster) Running(i int) bool {
+	nd := c.nodes[i]
+	if nd.cmd == nil {
+		return false
+	}
+	select {
+	case <-nd.done:
+		return false
+	default:
+		return true
+	}
+}
 
 // StreamLeader returns the name of the node leading stream, "" while an
 // election runs.
