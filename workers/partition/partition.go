@@ -512,7 +512,15 @@ func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) (
 			g.m.Redelivered.WithLabelValues(stage).Inc()
 		}
 	}
-	stopBeat := g.keepInProgress(func() []jetstream.Msg { return msgs })
+	// The heartbeat goroutine reads what is still in hand while the loop
+	// below shortens it: the list is handed over under a lock.
+	var heldMu sync.Mutex
+	held := msgs
+	stopBeat := g.keepInProgress(func() []jetstream.Msg {
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		return held
+	})
 	defer stopBeat()
 	start := time.Now()
 	deadline := start.Add(g.cfg.RetryFor)
@@ -537,6 +545,9 @@ func (g *Group) handle(live, ctx context.Context, p int, msgs []jetstream.Msg) (
 			g.m.Latency.WithLabelValues(stage).Observe(time.Since(start).Seconds() / float64(n))
 		}
 		msgs = msgs[i:]
+		heldMu.Lock()
+		held = msgs
+		heldMu.Unlock()
 		if len(msgs) == 0 {
 			return nil, 0
 		}
