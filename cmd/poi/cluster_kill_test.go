@@ -17,13 +17,11 @@ import (
 func TestClusterSurvivesTheLossOfAWorker(t *testing.T) {
 	c := startCluster(t)
 	// No deadline: then every JetStream request gets the client's own
-	// timeout, and one lost with the killed node's connection cannot hang
-	// a wait for the test's whole length.
+	// timeout, and one lost with a killed connection cannot hang a wait
+	// for the test's whole length.
 	ctx := t.Context()
 	cams, photos := cameraPhotos(8)
-	const half = 15
-	c.publish(t, cams, photos, 0, half)
-	stacktest.Eventually(t, 2*time.Minute, "a third of the first frames tracked", func() bool { return c.tracked(ctx) >= uint64(len(cams)*half/3) })
+	c.startFlowing(t, cams, photos)
 	victim, survivor := c.workers[0], c.workers[1]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -36,6 +34,20 @@ func TestClusterSurvivesTheLossOfAWorker(t *testing.T) {
 		return ownedPartitions(t, survivor) == partitions
 	})
 	t.Logf("the survivor owned every partition %v after the kill", time.Since(killed).Round(10*time.Millisecond))
-	c.publish(t, cams, photos, half, 2*half)
+	c.publish(t, cams, photos, flowHalf, 2*flowHalf)
 	c.checkExactlyOnce(t, c.settle(t, cams, 4*time.Minute))
+}
+
+// flowHalf is how many frames per camera a disturbance test sends before
+// and after its disturbance.
+const flowHalf = 15
+
+// startFlowing publishes the first flowHalf frames of cams and waits until a
+// third of them is tracked: the moment to disturb the cluster.
+func (c *clusterRun) startFlowing(t *testing.T, cams []string, photos map[string][]string) {
+	t.Helper()
+	c.publish(t, cams, photos, 0, flowHalf)
+	stacktest.Eventually(t, 2*time.Minute, "a third of the first frames tracked", func() bool {
+		return c.tracked(t.Context()) >= uint64(len(cams)*flowHalf/3)
+	})
 }

@@ -23,13 +23,11 @@ import (
 func TestClusterSurvivesTheLossOfTheIngestLeader(t *testing.T) {
 	c := startCluster(t)
 	// No deadline: then every JetStream request gets the client's own
-	// timeout, and one lost with the killed node's connection cannot hang
-	// a wait for the test's whole length.
+	// timeout, and one lost with a killed connection cannot hang a wait
+	// for the test's whole length.
 	ctx := t.Context()
 	cams, photos := cameraPhotos(8)
-	const half = 15
-	c.publish(t, cams, photos, 0, half)
-	stacktest.Eventually(t, 2*time.Minute, "a third of the first frames tracked", func() bool { return c.tracked(ctx) >= uint64(len(cams)*half/3) })
+	c.startFlowing(t, cams, photos)
 
 	var leader string
 	stacktest.Eventually(t, time.Minute, "the ingest stream's leader", func() bool {
@@ -60,7 +58,7 @@ func TestClusterSurvivesTheLossOfTheIngestLeader(t *testing.T) {
 	stacktest.Eventually(t, 3*time.Minute, "processing resumed", func() bool { return c.tracked(ctx) > max(afterElection, atKill) })
 	t.Logf("from the kill of the ingest leader: new leader after %v, processing resumed after %v",
 		elected.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond))
-	c.publish(t, cams, photos, half, 2*half)
+	c.publish(t, cams, photos, flowHalf, 2*flowHalf)
 	frames := c.settle(t, cams, 4*time.Minute)
 	c.checkExactlyOnce(t, frames)
 
