@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -102,4 +103,111 @@ func TestNATSCredentialsAndTLS(t *testing.T) {
 			t.Errorf("%s: %v, want an error about %q", name, err, c.want)
 		}
 	}
+}
+
+// TestNATSCredsFileOfAnOperator runs a nats-server in operator mode, as a
+// deployment with decentralised JWT authentication does: an operator signs
+// the account (with JetStream enabled), the account signs the user, and
+// nats.creds_file holds the user's JWT and seed. The service connects and
+// declares every stream; a user signed by an account the server does not
+// trust is refused.
+func TestNATSCredsFileOfAnOperator(t *testing.T) {
+	op := mustKeys(t, nkeys.CreateOperator)
+	opPub, _ := op.PublicKey()
+	account := func(name string, jetStream bool) (string, nkeys.KeyPair, string) {
+		acc := mustKeys(t, nkeys.CreateAccount)
+		pub, _ := acc.PublicKey()
+		ac := jwt.NewAccountClaims(pub)
+		ac.Name = name
+		if jetStream {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit}
+		}
+		tok, err := ac.Encode(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub, acc, tok
+	}
+	resolver := &server.MemAccResolver{}
+	// The server needs a system account of the operator for JetStream.
+	sysPub, _, sysJWT := account("SYS", false)
+	accPub, acc, accJWT := account("poi", true)
+	for pub, tok := range map[string]string{sysPub: sysJWT, accPub: accJWT} {
+		if err := resolver.Store(pub, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opClaims := jwt.NewOperatorClaims(opPub)
+	opClaims.Name, opClaims.SystemAccount = "poi-test-operator", sysPub
+	if _, err := opClaims.Encode(op); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver, SystemAccount: sysPub,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+
+	creds := func(signer nkeys.KeyPair) string {
+		user := mustKeys(t, nkeys.CreateUser)
+		pub, _ := user.PublicKey()
+		tok, err := jwt.NewUserClaims(pub).Encode(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := user.Seed()
+		b, err := jwt.FormatUserConfig(tok, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "poi.creds")
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	connect := func(credsFile string) (*nats.Conn, error) {
+		opts, err := natsAuth(config.NATS{CredsFile: credsFile})
+		if err != nil {
+			return nil, err
+		}
+		return nats.Connect(srv.ClientURL(), append(opts, nats.Timeout(5*time.Second), nats.MaxReconnects(0))...)
+	}
+
+	nc, err := connect(creds(acc))
+	if err != nil {
+		t.Fatalf("connect with the creds file: %v", err)
+	}
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err = streams.Declare(ctx, js, streams.DefaultLimits(), 1, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cancel()
+	nc.Close()
+	if err != nil {
+		t.Fatalf("declare the streams as the creds file's user: %v", err)
+	}
+
+	_, stranger, _ := account("stranger", true) // signed by the operator, unknown to the resolver
+	if nc, err := connect(creds(stranger)); err == nil {
+		nc.Close()
+		t.Error("a user of an account the server does not know connected")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Errorf("a user of an unknown account: %v, want an authorization error", err)
+	}
+}
+
+func mustKeys(t *testing.T, create func() (nkeys.KeyPair, error)) nkeys.KeyPair {
+	t.Helper()
+	kp, err := create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
 }
