@@ -164,7 +164,7 @@ func runBench(ctx context.Context, cfg config.Config, mode string, b benchFlags,
 // own embedding service (so the vectors are of its model) and builds the
 // cameras.
 func sceneSources(ctx context.Context, nc *nats.Conn, mq *mqttclient.Client, b benchFlags) (func(int) ([]loadgen.Source, error), error) {
-	cl := embed.NewClient(nc, streams.EmbedService, 30*time.Second)
+	cl := embed.NewClient(nc, streams.EmbedService, 30*time.Second, 0, nil)
 	info, err := cl.Info(ctx)
 	if err != nil {
 		return nil, err

@@ -410,6 +410,10 @@ type Face struct {
 	// RequestTimeout bounds one request to the detection or embedding
 	// service, queueing behind others included.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ResendAfter is how long a request goes unanswered before it is sent
+	// again, within RequestTimeout: core NATS loses a request or its reply
+	// routed through a server that dies.
+	ResendAfter time.Duration `yaml:"resend_after"`
 }
 
 // Pipeline configures tracking, sampling, alerting and retention.
@@ -884,11 +888,15 @@ func (c Config) Validate() error {
 		{"pipeline.fetch_wait", c.Pipeline.FetchWait},
 		{"pipeline.tracker.last_frame_every", c.Pipeline.Tracker.LastFrameEvery},
 		{"face.request_timeout", c.Face.RequestTimeout},
+		{"face.resend_after", c.Face.ResendAfter},
 		{"review.expiry_interval", c.Review.ExpiryInterval},
 	} {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)
 		}
+	}
+	if c.Face.ResendAfter > c.Face.RequestTimeout {
+		bad("face.resend_after", "must not exceed face.request_timeout (%s), got %s", c.Face.RequestTimeout, c.Face.ResendAfter)
 	}
 	if c.Index.SegmentDuration < time.Minute {
 		bad("index.segment_duration", "must be at least 1m, got %s", c.Index.SegmentDuration)

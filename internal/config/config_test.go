@@ -98,6 +98,7 @@ func TestBadConfigurationNamesTheField(t *testing.T) {
 		{"retry for", "", []string{"POI_PIPELINE_RETRY_FOR=0s"}, "pipeline.retry_for"},
 		{"frames pool", "", []string{"POI_PIPELINE_FRAMES_CONCURRENCY=0"}, "pipeline.frames_concurrency"},
 		{"face timeout", "", []string{"POI_FACE_REQUEST_TIMEOUT=-1s"}, "face.request_timeout"},
+		{"face resend beyond the timeout", "", []string{"POI_FACE_RESEND_AFTER=1m"}, "face.resend_after"},
 		{"replicas", "", []string{"POI_NATS_URL=nats://a:4222,nats://b:4222", "POI_NATS_REPLICAS=7"}, "nats.replicas"},
 		{"replicas embedded", "", []string{"POI_NATS_REPLICAS=3"}, "nats.replicas"},
 		{"nats url list", "", []string{"POI_NATS_URL=nats://a:4222,http://b:4222"}, "nats.url"},

@@ -29,6 +29,9 @@ type Metrics struct {
 	FacesSeen   prometheus.Counter
 	TracksOpen  prometheus.Counter
 	TracksClose prometheus.Counter
+	// FaceResends counts requests to the face services sent again after
+	// going unanswered (face.resend_after).
+	FaceResends prometheus.Counter
 
 	// Partitioned stages and consumers.
 	PartitionsOwned *prometheus.GaugeVec   // stage
@@ -65,6 +68,7 @@ func New() *Metrics {
 		FacesSeen:   prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_faces_detected_total", Help: "Faces detected in frames."}),
 		TracksOpen:  prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_tracks_opened_total", Help: "Face tracks opened."}),
 		TracksClose: prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_tracks_closed_total", Help: "Face tracks closed."}),
+		FaceResends: prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_face_requests_resent_total", Help: "Detection and embedding requests sent again after going unanswered for face.resend_after."}),
 
 		PartitionsOwned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_partitions_owned", Help: "Partitions of a stage this process owns."}, []string{"stage"}),
 		PartitionOwned:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "poi_partition_owned", Help: "1 for each partition of a stage this process owns, 0 once it released it."}, []string{"stage", "partition"}),
@@ -76,7 +80,7 @@ func New() *Metrics {
 	m.BridgeDeferred = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_deferred_total", Help: "QoS 1 MQTT messages left unacknowledged because the bridge queue was full; the broker resends them after the session resume."})
 	m.BridgeResumes = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_session_resumes_total", Help: "MQTT reconnects the bridge made to have deferred messages resent."})
 	m.BridgePublishRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "poi_bridge_publish_retries_total", Help: "JetStream publishes the bridge redid because JetStream did not store a message."})
-	for _, c := range []prometheus.Collector{m.BridgeUnacked, m.BridgeDeferred, m.BridgeResumes, m.BridgePublishRetries, m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose,
+	for _, c := range []prometheus.Collector{m.BridgeUnacked, m.BridgeDeferred, m.BridgeResumes, m.BridgePublishRetries, m.Received, m.Processed, m.Rejected, m.Redelivered, m.DeadLettered, m.Latency, m.Alerts, m.Embeddings, m.FacesSeen, m.TracksOpen, m.TracksClose, m.FaceResends,
 		m.PartitionsOwned, m.PartitionOwned, m.Rebalances, m.ConsumerPending, m.AckPending} {
 		f(c)
 	}

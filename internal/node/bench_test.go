@@ -29,7 +29,7 @@ func BenchmarkAlertLatency(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("baseline-embed-call", func(b *testing.B) {
-		cl := embed.NewClient(s.NC, streams.EmbedService, 30*time.Second)
+		cl := embed.NewClient(s.NC, streams.EmbedService, 30*time.Second, 0, nil)
 		for b.Loop() {
 			if _, err := cl.Do(ctx, frame, embed.Params{Mode: embed.ModeAll}); err != nil {
 				b.Fatal(err)

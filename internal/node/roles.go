@@ -92,8 +92,8 @@ func (n *Node) startRoles(ctx context.Context) error {
 		n.closers = append(n.closers, e.Close)
 		n.log.Info("face engine loaded", "model", e.Model().Name, "dim", e.Model().Dim, "onnxruntime", e.RuntimeVersion())
 	}
-	embedClient := embed.NewClient(n.nc, streams.EmbedService, n.cfg.Face.RequestTimeout)
-	detectClient := embed.NewClient(n.nc, streams.DetectService, n.cfg.Face.RequestTimeout)
+	embedClient := embed.NewClient(n.nc, streams.EmbedService, n.cfg.Face.RequestTimeout, n.cfg.Face.ResendAfter, n.metrics.FaceResends)
+	detectClient := embed.NewClient(n.nc, streams.DetectService, n.cfg.Face.RequestTimeout, n.cfg.Face.ResendAfter, n.metrics.FaceResends)
 	// The detection and embedding services: the same engine behind two
 	// subjects and queue groups, so each scales with the processes that
 	// run its pool.

@@ -26,7 +26,7 @@ func TestSceneScapeVectorsAreTrackedAndAlertedWithoutImages(t *testing.T) {
 	defer cancel()
 	poi := stacktest.Enroll(t, s.URL, map[string]string{"severity": "high"}, "franck_01829.jpg")
 
-	cl := embed.NewClient(s.NC, streams.EmbedService, 30*time.Second)
+	cl := embed.NewClient(s.NC, streams.EmbedService, 30*time.Second, 0, nil)
 	rep, err := cl.Do(ctx, testenv.ReadPhoto(t, "franck_02159.jpg"), embed.Params{Mode: embed.ModeLargest})
 	if err != nil {
 		t.Fatal(err)

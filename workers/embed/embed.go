@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	xdraw "golang.org/x/image/draw"
 
 	"poi/internal/face"
@@ -54,6 +56,10 @@ const (
 )
 
 const paramsHeader = "Poi-Embed"
+
+// deadlineHeader carries the time (Unix nanoseconds) after which the
+// requester no longer waits for the answer.
+const deadlineHeader = "Poi-Deadline"
 
 // FaceIn is a face to embed (ModeFaces).
 type FaceIn struct {
@@ -159,6 +165,12 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) serve(msg *nats.Msg) {
 	start := time.Now()
 	s.m.Received.WithLabelValues("embed").Inc()
+	if abandoned(msg.Header.Get(deadlineHeader), start) {
+		// Queued past its requester's deadline: nobody reads the answer.
+		s.m.Rejected.WithLabelValues("embed", "abandoned").Inc()
+		s.log.Debug("request dropped: its requester stopped waiting", "subject", msg.Subject)
+		return
+	}
 	var p Params
 	rep := Reply{Model: s.engine.Model().Name, Dim: s.engine.Model().Dim}
 	if err := json.Unmarshal([]byte(msg.Header.Get(paramsHeader)), &p); err != nil {
@@ -176,6 +188,13 @@ func (s *Service) serve(msg *nats.Msg) {
 	if err := msg.Respond(b); err != nil {
 		s.log.Warn("embed reply", "error", err)
 	}
+}
+
+// abandoned reports whether a request's deadline header (Unix nanoseconds;
+// absent from older clients) has passed at now.
+func abandoned(header string, now time.Time) bool {
+	ns, err := strconv.ParseInt(header, 10, 64)
+	return err == nil && now.UnixNano() > ns
 }
 
 func codeOf(err error) string {
@@ -310,42 +329,67 @@ type Client struct {
 	nc      *nats.Conn
 	subject string
 	timeout time.Duration
+	resend  time.Duration
+	resent  prometheus.Counter
 }
 
 // NewClient returns a client of the service on subject whose requests wait
-// at most timeout.
-func NewClient(nc *nats.Conn, subject string, timeout time.Duration) *Client {
-	return &Client{nc: nc, subject: subject, timeout: timeout}
+// at most timeout, and are sent again each time one goes unanswered for
+// resendAfter (0: never). resent, if not nil, counts those resends.
+func NewClient(nc *nats.Conn, subject string, timeout, resendAfter time.Duration, resent prometheus.Counter) *Client {
+	if resendAfter <= 0 || resendAfter > timeout {
+		resendAfter = timeout
+	}
+	return &Client{nc: nc, subject: subject, timeout: timeout, resend: resendAfter, resent: resent}
 }
 
 // Do sends one request. Service-side failures come back as *Error.
+//
+// A request or its reply routed through a NATS server that dies is lost
+// without a word (core NATS is at most once): an attempt unanswered for the
+// resend interval is sent again, with a new reply inbox, until the whole
+// timeout has passed. The services are idempotent, so a slow first answer
+// only costs the work of the second; the deadline the request carries lets
+// the service drop a copy nobody waits for any more.
 func (c *Client) Do(ctx context.Context, img []byte, p Params) (Reply, error) {
 	hdr, err := json.Marshal(p)
 	if err != nil {
 		return Reply{}, fmt.Errorf("embed request: %w", err)
 	}
-	msg := nats.NewMsg(c.subject)
-	msg.Header.Set(paramsHeader, string(hdr))
-	msg.Data = img
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.nc.RequestMsgWithContext(ctx, msg)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return Reply{}, ErrNoWorker
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return Reply{}, ErrTimeout
-	case err != nil:
-		return Reply{}, fmt.Errorf("embed request: %w", err)
+	deadline, _ := ctx.Deadline()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && c.resent != nil {
+			c.resent.Inc()
+		}
+		msg := nats.NewMsg(c.subject)
+		msg.Header.Set(paramsHeader, string(hdr))
+		msg.Header.Set(deadlineHeader, strconv.FormatInt(deadline.UnixNano(), 10))
+		msg.Data = img
+		actx, acancel := context.WithTimeout(ctx, c.resend)
+		resp, err := c.nc.RequestMsgWithContext(actx, msg)
+		acancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return Reply{}, ErrNoWorker
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			if ctx.Err() == nil {
+				continue // this attempt went unanswered; the request still has time
+			}
+			return Reply{}, ErrTimeout
+		case err != nil:
+			return Reply{}, fmt.Errorf("embed request: %w", err)
+		}
+		var rep Reply
+		if err := json.Unmarshal(resp.Data, &rep); err != nil {
+			return Reply{}, fmt.Errorf("embed reply: %w", err)
+		}
+		if rep.Code != "" {
+			return rep, &Error{Code: rep.Code, Detail: rep.Detail}
+		}
+		return rep, nil
 	}
-	var rep Reply
-	if err := json.Unmarshal(resp.Data, &rep); err != nil {
-		return Reply{}, fmt.Errorf("embed reply: %w", err)
-	}
-	if rep.Code != "" {
-		return rep, &Error{Code: rep.Code, Detail: rep.Detail}
-	}
-	return rep, nil
 }
 
 // Info asks a worker which model it embeds with, retrying until one answers

@@ -2,13 +2,18 @@ package embed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"poi/internal/face"
 	"poi/internal/imaging"
@@ -19,7 +24,7 @@ import (
 
 func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
 	nc, _ := testenv.NATS(t)
-	cl := NewClient(nc, streams.EmbedService, 300*time.Millisecond)
+	cl := NewClient(nc, streams.EmbedService, 300*time.Millisecond, 0, nil)
 	if _, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeLargest}); !errors.Is(err, ErrNoWorker) {
 		t.Fatalf("no subscriber: %v, want ErrNoWorker", err)
 	}
@@ -46,6 +51,45 @@ func TestClientReportsNoWorkerAndTimeout(t *testing.T) {
 	}
 }
 
+// TestClientResendsAnUnansweredRequest: a request lost on the way (here a
+// worker that drops the first copy) is sent again after the resend
+// interval, carrying the same deadline, and the answer to the second copy
+// is the call's; the resend is counted.
+func TestClientResendsAnUnansweredRequest(t *testing.T) {
+	nc, _ := testenv.NATS(t)
+	var mu sync.Mutex
+	var deadlines []string
+	sub, err := nc.QueueSubscribe(streams.EmbedService, streams.EmbedQueue, func(m *nats.Msg) {
+		mu.Lock()
+		deadlines = append(deadlines, m.Header.Get(deadlineHeader))
+		first := len(deadlines) == 1
+		mu.Unlock()
+		if first {
+			return // lost
+		}
+		b, _ := json.Marshal(Reply{Model: "m", Dim: 512})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	resent := prometheus.NewCounter(prometheus.CounterOpts{Name: "resent"})
+	cl := NewClient(nc, streams.EmbedService, time.Minute, 200*time.Millisecond, resent)
+	rep, err := cl.Do(context.Background(), []byte("x"), Params{Mode: ModeInfo})
+	if err != nil || rep.Model != "m" {
+		t.Fatalf("Do: %+v, %v; want the second copy's answer", rep, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 2 || deadlines[0] == "" || deadlines[0] != deadlines[1] {
+		t.Errorf("copies received with deadlines %q, want two with the same one", deadlines)
+	}
+	if n := testutil.ToFloat64(resent); n != 1 {
+		t.Errorf("resends counted %v, want 1", n)
+	}
+}
+
 func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
 	nc, _ := testenv.NATS(t)
 	cfg := face.DefaultConfig()
@@ -55,7 +99,8 @@ func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	svc := NewService(eng, imaging.DefaultLimits(), 2, metrics.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := metrics.New()
+	svc := NewService(eng, imaging.DefaultLimits(), 2, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := svc.Subscribe(nc, streams.EmbedService, streams.EmbedQueue); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +108,7 @@ func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	cl := NewClient(nc, streams.EmbedService, 30*time.Second)
+	cl := NewClient(nc, streams.EmbedService, 30*time.Second, 0, nil)
 
 	info, err := cl.Info(ctx)
 	if err != nil || info.Model != eng.Model().Name || info.Dim != 512 {
@@ -108,5 +153,18 @@ func TestServiceEmbedsAndReportsTypedErrors(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Code != tc.code {
 			t.Errorf("%s: %v, want code %s", tc.p.Mode, err, tc.code)
 		}
+	}
+
+	// A copy that reaches the service after its requester's deadline is
+	// dropped unanswered, and counted.
+	late := nats.NewMsg(streams.EmbedService)
+	late.Header.Set(paramsHeader, `{"mode":"largest"}`)
+	late.Header.Set(deadlineHeader, strconv.FormatInt(time.Now().Add(-time.Second).UnixNano(), 10))
+	late.Data = testenv.ReadPhoto(t, "cage.jpg")
+	if _, err := nc.RequestMsg(late, 2*time.Second); !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("a request past its deadline: %v, want no answer", err)
+	}
+	if n := testutil.ToFloat64(m.Rejected.WithLabelValues("embed", "abandoned")); n != 1 {
+		t.Errorf("abandoned requests counted %v, want 1", n)
 	}
 }
