@@ -634,7 +634,7 @@ func (s *Stage) RunTicker(ctx context.Context, consumer func(p int) string) erro
 		s.mu.Lock()
 		due := map[int][]string{}
 		for id, c := range s.cams {
-			if c.open && c.st != nil && time.Since(c.wall) > s.cfg.Silence {
+			if c.open && time.Since(c.wall) > s.cfg.Silence {
 				due[c.partition] = append(due[c.partition], id)
 			}
 			if !c.open && s.cfg.IdleTTL > 0 && time.Since(c.wall) > s.cfg.IdleTTL {
@@ -663,7 +663,25 @@ func (s *Stage) tick(ctx context.Context, cam string) error {
 	s.mu.Lock()
 	c := s.cams[cam]
 	s.mu.Unlock()
-	if c == nil || c.st == nil || len(c.st.Tracks) == 0 {
+	if c == nil {
+		return nil
+	}
+	if c.st == nil {
+		// An earlier tick failed and dropped the state: reload it, or the
+		// camera's open tracks would never close.
+		fresh, err := s.camera(ctx, c.partition, cam)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		fresh.wall, fresh.open = c.wall, len(fresh.st.Tracks) > 0
+		s.mu.Unlock()
+		c = fresh
+	}
+	if len(c.st.Tracks) == 0 {
+		s.mu.Lock()
+		c.open = false
+		s.mu.Unlock()
 		return nil
 	}
 	st := cloneState(c.st)
@@ -677,8 +695,11 @@ func (s *Stage) tick(ctx context.Context, cam string) error {
 	pl := s.cfg.link(st, &obs)
 	out := s.cfg.apply(st, &obs, 0, pl, nil)
 	if err := s.commit(ctx, cam, c, st, out); err != nil {
+		// Another commit came first (or Redis failed): the next tick starts
+		// from what Redis holds. The camera stays due, so that its tracks
+		// still close if it never sends again.
 		s.mu.Lock()
-		delete(s.cams, cam)
+		c.st = nil
 		s.mu.Unlock()
 		return err
 	}
