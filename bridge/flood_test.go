@@ -123,7 +123,8 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 		got := testutil.ToFloat64(m.Received.WithLabelValues("bridge"))
 		if time.Since(lastLog) > 30*time.Second {
 			lastLog = time.Now()
-			t.Logf("received %.0f, broker dropped %d, deferred %.0f", got, broker.Dropped(), testutil.ToFloat64(m.BridgeDeferred))
+			t.Logf("received %.0f, broker dropped %d, deferred %.0f, session resumes %.0f, unacknowledged %.0f",
+				got, broker.Dropped(), testutil.ToFloat64(m.BridgeDeferred), testutil.ToFloat64(m.BridgeResumes), testutil.ToFloat64(m.BridgeUnacked))
 		}
 		return got >= flood+1
 	})

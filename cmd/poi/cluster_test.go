@@ -59,7 +59,7 @@ func startCluster(t *testing.T) *clusterRun {
 		"POI_MQTT_URL=tcp://" + m.Addr(),
 		"POI_REDIS_SENTINEL_ADDRS=" + string(sentinels), "POI_REDIS_SENTINEL_MASTER=" + cluster.SentinelMaster,
 		"POI_REDIS_WAIT_REPLICAS=1", "POI_REDIS_WAIT_TIMEOUT=200ms",
-		"POI_PIPELINE_TRACK_SILENCE=3s", "POI_LOG_LEVEL=warn",
+		"POI_PIPELINE_TRACK_SILENCE=3s", "POI_LOG_LEVEL=info",
 	}
 	// The URL names the first primary; with Sentinels only its database counts.
 	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", c.redis.Nodes[0].Port)
@@ -472,4 +472,58 @@ func TestClusterSurvivesTheLossOfTheRedisPrimary(t *testing.T) {
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("POI_ALERTS holds %d alerts, want 1", n)
 	}
+}
+
+// describeConsumers logs the state of every partition consumer of the
+// trackers as the cluster sees it, to tell a consumer without a leader from
+// one whose messages wait in a worker.
+func (c *clusterRun) describeConsumers(t *testing.T) {
+	t.Helper()
+	for p := range streams.DefaultLimits().Partitions {
+		name := streams.IndexConsumer(p)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cons, err := c.js.Consumer(ctx, streams.Ingest, name)
+		cancel()
+		if err != nil {
+			t.Logf("  %s: %v", name, err)
+			continue
+		}
+		i := cons.CachedInfo()
+		leader := ""
+		if i.Cluster != nil {
+			leader = i.Cluster.Leader
+		}
+		t.Logf("  %s: leader %q pending %d ack_pending %d redelivered %d waiting %d delivered %d ack_floor %d pins %+v",
+			name, leader, i.NumPending, i.NumAckPending, i.NumRedelivered, i.NumWaiting, i.Delivered.Stream, i.AckFloor.Stream, i.PriorityGroups)
+	}
+}
+
+// trackedPast returns those of cams that have had a frame stored past
+// stream sequence seq committed by the tracker (its state records the last
+// sequence it applied).
+func (c *clusterRun) trackedPast(ctx context.Context, cams []string, seq uint64) []string {
+	var past []string
+	for _, cam := range cams {
+		raw, err := c.rc.Get(ctx, "track:state:"+cam).Bytes()
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Seq uint64 `json:"seq"`
+		}
+		if json.Unmarshal(raw, &st) == nil && st.Seq > seq {
+			past = append(past, cam)
+		}
+	}
+	return past
+}
+
+// consumerLeader names the node leading a partition consumer of the
+// trackers ("" when that cannot be told).
+func (c *clusterRun) consumerLeader(ctx context.Context, p int) string {
+	cons, err := c.js.Consumer(ctx, streams.Ingest, streams.IndexConsumer(p))
+	if err != nil || cons.CachedInfo().Cluster == nil {
+		return ""
+	}
+	return cons.CachedInfo().Cluster.Leader
 }

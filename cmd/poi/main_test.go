@@ -81,8 +81,8 @@ func startPoi(t *testing.T, redisURL string, extraEnv []string, args ...string) 
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
-		if t.Failed() {
-			t.Logf("poi stderr:\n%s", p.stderr.String())
+		if t.Failed() || os.Getenv("POITEST_SHOW_LOGS") != "" {
+			t.Logf("poi %s stderr:\n%s", args[0], p.stderr.String())
 		}
 	})
 	return p

@@ -141,3 +141,29 @@ func sortBySeq(msgs []jetstream.Msg) {
 		return 0
 	})
 }
+
+// pinWatch notices that a partition's pin changed between the messages one
+// runner received: each message delivered to a pinned client carries the
+// pin's id, and a new id means the pin was given anew, possibly to another
+// process in between.
+type pinWatch struct{ last string }
+
+// changed reports whether msgs carry another pin than the messages before
+// them (the first pin seen is no change: the takeover's settle covered it).
+func (w *pinWatch) changed(msgs []jetstream.Msg) bool {
+	moved := false
+	for _, m := range msgs {
+		id := m.Headers().Get(pinHeader)
+		if id == "" {
+			continue
+		}
+		if w.last != "" && id != w.last {
+			moved = true
+		}
+		w.last = id
+	}
+	return moved
+}
+
+// pinHeader is the header in which JetStream gives the pin's id.
+const pinHeader = "Nats-Pin-Id"

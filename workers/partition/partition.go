@@ -314,6 +314,7 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 	}
 	gt := g.settle(ctx, name, log)
 	g.h.Acquired(ctx, p)
+	pins := &pinWatch{}
 	defer g.h.Released(p)
 	// Handlers finish what they hold after ctx ends (a handover waits for
 	// them); only a fetch stops at once.
@@ -327,7 +328,9 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 			}
 			continue
 		}
-		g.drain(ctx, hctx, p, batch, gt)
+		g.drain(ctx, hctx, p, batch, gt, pins, func(held []jetstream.Msg) *gate {
+			return g.repinned(hctx, p, name, held, log)
+		})
 		if gt.shut() {
 			g.observeGate(ctx, name, gt, log)
 		}
@@ -350,12 +353,7 @@ func (g *Group) runPartition(ctx context.Context, p int) {
 // owner was given until those deliveries have come back: JetStream serves
 // redeliveries first, and the gate makes the order independent of that.
 func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate {
-	quiet := 2*g.cfg.AckWait + g.cfg.FetchWait
-	// A live previous owner finishes the batch in its hands: each of its
-	// handles is bounded by RetryFor once it has lost the partition, and a
-	// full fetch is handled in a few of them. Past this bound what it held
-	// is taken as lost for good.
-	hardSpan := quiet + 4*(g.cfg.RetryFor+g.cfg.AckWait)
+	quiet, hardSpan := g.gateSpans()
 	open := &gate{quiet: quiet, hardSpan: hardSpan}
 	deadline := time.Now().Add(g.cfg.Settle)
 	var info *jetstream.ConsumerInfo
@@ -375,9 +373,56 @@ func (g *Group) settle(ctx context.Context, name string, log *slog.Logger) *gate
 		return open
 	}
 	log.Info("took over a partition with unacknowledged deliveries", "waited", g.cfg.Settle, "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
-	now := time.Now()
+	return g.shutGate(info, time.Now())
+}
+
+// shutGate holds back what is newer than the deliveries info counts as
+// unacknowledged until they have come back.
+func (g *Group) shutGate(info *jetstream.ConsumerInfo, now time.Time) *gate {
+	quiet, hardSpan := g.gateSpans()
 	return &gate{upTo: info.Delivered.Stream, remaining: info.NumAckPending, until: now.Add(quiet), quiet: quiet,
 		hardSpan: hardSpan, hardUntil: now.Add(hardSpan)}
+}
+
+// gateSpans are a gate's quiet time (every old delivery is due for
+// redelivery by then) and how long it waits at most for a previous owner
+// that is alive: it finishes the batch in its hands, each of its handles
+// bounded by RetryFor once it has lost the partition, and a full fetch is
+// handled in a few of them. Past that, what it held is taken as lost for
+// good.
+func (g *Group) gateSpans() (quiet, hardSpan time.Duration) {
+	quiet = 2*g.cfg.AckWait + g.cfg.FetchWait
+	return quiet, quiet + 4*(g.cfg.RetryFor+g.cfg.AckWait)
+}
+
+// repinned takes the partition over again when its pin has changed while
+// this process ran it: another process may have been pinned in between
+// (this one's membership could not be read, or its pin expired during a
+// long retry) and may still hold deliveries, older than the ones just
+// fetched, that come back later. The handler forgets the partition's state
+// (the other owner may have committed since) and the messages in hand wait
+// in a fresh gate for those deliveries. It returns the gate.
+func (g *Group) repinned(ctx context.Context, p int, name string, held []jetstream.Msg, log *slog.Logger) *gate {
+	g.m.Rebalances.WithLabelValues(g.cfg.Stage).Inc()
+	g.h.Released(p)
+	g.h.Acquired(ctx, p)
+	c, err := g.js.Consumer(ctx, g.cfg.Stream, name)
+	if err != nil {
+		// Without the consumer's state, wait out the quiet time for
+		// redeliveries of whatever the other owner held; what is newer
+		// than the messages in hand waits.
+		log.Warn("pinned again: consumer info", "error", err)
+		var upTo uint64
+		for _, m := range held {
+			upTo = max(upTo, seqOf(m))
+		}
+		now := time.Now()
+		quiet, hardSpan := g.gateSpans()
+		return &gate{upTo: upTo, remaining: len(held) + 1, until: now.Add(quiet), quiet: quiet, hardSpan: hardSpan, hardUntil: now.Add(hardSpan)}
+	}
+	info := c.CachedInfo()
+	log.Info("pinned again after another pin: holding newer messages for deliveries made meanwhile", "unacknowledged", info.NumAckPending, "up_to", info.Delivered.Stream)
+	return g.shutGate(info, time.Now())
 }
 
 // observeGate feeds the partition consumer's state to a shut gate. When it
@@ -414,7 +459,11 @@ func (g *Group) consumer(ctx context.Context, name string) (jetstream.Consumer, 
 // idle one without waiting for a batch to fill. Messages that arrived and
 // wait their turn (or wait behind the gate) are kept in progress, so that a
 // slow batch does not get the ones behind it redelivered.
-func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate) {
+//
+// When the fetched messages carry another pin than the ones before, the
+// partition is taken over again (repin returns the new gate, given every
+// message in hand).
+func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageBatch, gt *gate, pins *pinWatch, repin func(held []jetstream.Msg) *gate) {
 	var mu sync.Mutex
 	var queue []jetstream.Msg
 	arrived := make(chan struct{}, 1)
@@ -442,6 +491,14 @@ func (g *Group) drain(live, ctx context.Context, p int, batch jetstream.MessageB
 		n := min(len(queue), g.cfg.Batch)
 		msgs := slices.Clone(queue[:n])
 		queue = queue[n:]
+		if n > 0 && pins.changed(msgs) {
+			held := append(gt.inHand(), msgs...)
+			mu.Unlock()
+			fresh := repin(held)
+			mu.Lock()
+			*gt = *fresh
+			msgs = held
+		}
 		if n > 0 {
 			msgs = gt.admit(msgs, time.Now())
 		}

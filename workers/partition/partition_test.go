@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -184,5 +185,38 @@ func TestGateAwaitsWhatWasGivenBack(t *testing.T) {
 	}
 	if got := seqs(h.admit(msgsOf(5), now)); !slices.Equal(got, []uint64{5, 6}) {
 		t.Fatalf("got %v, want [5 6]", got)
+	}
+}
+
+// pinnedMsg is a message delivered under a pin.
+type pinnedMsg struct {
+	jetstream.Msg
+	pin string
+}
+
+func (m pinnedMsg) Headers() nats.Header { return nats.Header{pinHeader: []string{m.pin}} }
+
+// TestPinWatchNoticesANewPin: the first pin a runner sees is its takeover's
+// (no change); a message under another pin is one, and the watch then
+// follows the new pin.
+func TestPinWatchNoticesANewPin(t *testing.T) {
+	w := &pinWatch{}
+	for _, step := range []struct {
+		pins []string
+		want bool
+	}{
+		{[]string{"a", "a"}, false},
+		{[]string{"a"}, false},
+		{[]string{"a", "b"}, true},
+		{[]string{"b", "b"}, false},
+		{[]string{"c"}, true},
+	} {
+		var msgs []jetstream.Msg
+		for _, p := range step.pins {
+			msgs = append(msgs, pinnedMsg{pin: p})
+		}
+		if got := w.changed(msgs); got != step.want {
+			t.Errorf("pins %v after %q: changed %v, want %v", step.pins, w.last, got, step.want)
+		}
 	}
 }
