@@ -63,10 +63,10 @@ func TestClusterSurvivesTheLossOfTheIngestLeader(t *testing.T) {
 	})
 	elected := time.Since(killed)
 	// Consumers led by the surviving nodes go on delivering what was stored
-	// through the stream's election: processing has resumed for a camera
-	// once a frame it sent after the kill is tracked. Cameras whose
-	// partition consumer was led by the dead node wait for that consumer's
-	// own election too.
+	// through the stream's election, so processing has resumed for a
+	// camera once a frame it sent after the kill is tracked. The leader of
+	// each camera's partition consumer is logged beside it: one led by the
+	// dead node elects a leader of its own too.
 	resumed := map[string]time.Duration{}
 	stacktest.Eventually(t, 3*time.Minute, "every camera's frames sent after the kill tracked", func() bool {
 		for _, cam := range c.trackedPast(ctx, cams, firstHalf) {

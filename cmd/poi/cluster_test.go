@@ -27,7 +27,7 @@ import (
 )
 
 // clusterRun is the topology of compose.yaml on loopback: three nats-server
-// nodes of one JetStream cluster (in the test process), Redis with a
+// nodes of one JetStream cluster (processes of their own), Redis with a
 // replica and three Sentinels, an MQTT broker (in the test process, as
 // compose's Mosquitto), and as real processes one `poi bridge`, two
 // `poi worker` with every pool and two `poi api`.
