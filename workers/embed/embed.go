@@ -165,10 +165,12 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) serve(msg *nats.Msg) {
 	start := time.Now()
 	s.m.Received.WithLabelValues("embed").Inc()
-	if abandoned(msg.Header.Get(deadlineHeader), start) {
+	if late, ok := abandoned(msg.Header.Get(deadlineHeader), start); ok {
 		// Queued past its requester's deadline: nobody reads the answer.
+		// The deadline is the requester's clock: one far behind this
+		// machine's shows here, as late requests by the same amount.
 		s.m.Rejected.WithLabelValues("embed", "abandoned").Inc()
-		s.log.Debug("request dropped: its requester stopped waiting", "subject", msg.Subject)
+		s.log.Info("request dropped: its requester stopped waiting", "subject", msg.Subject, "late", late)
 		return
 	}
 	var p Params
@@ -191,10 +193,13 @@ func (s *Service) serve(msg *nats.Msg) {
 }
 
 // abandoned reports whether a request's deadline header (Unix nanoseconds;
-// absent from older clients) has passed at now.
-func abandoned(header string, now time.Time) bool {
+// absent from older clients) has passed at now, and by how much.
+func abandoned(header string, now time.Time) (time.Duration, bool) {
 	ns, err := strconv.ParseInt(header, 10, 64)
-	return err == nil && now.UnixNano() > ns
+	if err != nil || now.UnixNano() <= ns {
+		return 0, false
+	}
+	return time.Duration(now.UnixNano() - ns), true
 }
 
 func codeOf(err error) string {
