@@ -64,6 +64,12 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	defer bcl.Close(0)
 	m := metrics.New()
 	cfg := DefaultConfig()
+	// Room for the whole flood: this test is about the state camera ids
+	// leave behind, not about the full-queue path. That path resumes the
+	// MQTT session, and under this flood a resume has lost a few hundred
+	// messages of 100,001 on the embedded broker (README, "Delivery
+	// guarantees", known gap); TestJetStreamOutageLosesNothing takes it.
+	cfg.QueueSize = flood + 1
 	idle := time.Hour
 	cfg.SeenTTL = idle
 	gate := camgate.New(camgate.Config{Known: []string{"door"}, AllowUnknown: true, MaxUnknown: capUnknown, IdleTTL: idle})
@@ -115,9 +121,8 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	if err := pub.Publish(ctx, "poi/frames/door", 1, false, jpeg); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing is lost on the way: every message reaches the bridge (some
-	// twice, when its queue filled and the broker resent what it had not
-	// acknowledged) and none is dropped by the broker.
+	// Nothing is lost on the way: every message reaches the bridge and none
+	// is dropped by the broker.
 	var lastLog time.Time
 	testenv.Eventually(t, 6*time.Minute, "the bridge to take every message", func() bool {
 		got := testutil.ToFloat64(m.Received.WithLabelValues("bridge"))
@@ -131,12 +136,14 @@ func TestCameraIDFloodStaysBounded(t *testing.T) {
 	if n := broker.Dropped(); n != 0 {
 		t.Errorf("the broker dropped %d messages", n)
 	}
+	if n := testutil.ToFloat64(m.BridgeDeferred); n != 0 {
+		t.Errorf("the bridge deferred %v messages: its queue was meant to hold the flood", n)
+	}
 	testenv.Eventually(t, time.Minute, "the admitted frames to be stored", func() bool {
 		return testutil.ToFloat64(m.Processed.WithLabelValues("bridge")) >= capUnknown+1
 	})
-	// When the bridge's queue filled, the broker resent what it had not
-	// acknowledged, so an id can be refused more than once: every receipt
-	// is accounted for, and every id beyond the cap was refused. A receipt
+	// Every receipt is accounted for, and every id beyond the cap was
+	// refused (an MQTT redelivery would be refused again). A receipt
 	// is counted when its processing starts and its outcome when that ends,
 	// and late resends may still be on their way: the counts are compared
 	// once they have settled, not at one instant.
