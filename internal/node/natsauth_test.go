@@ -42,20 +42,11 @@ func TestNATSCredentialsAndTLS(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	srv := startNATS(t, &server.Options{
 		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5,
 		Users: []*server.User{{Username: "poi", Password: "service-secret"}},
 		Nkeys: []*server.NkeyUser{{Nkey: pub}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
 	url := srv.ClientURL()
 	mTLS := config.TLS{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey}
 	connect := func(c config.NATS) (*nats.Conn, error) {
@@ -74,14 +65,7 @@ func TestNATSCredentialsAndTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: connect: %v", name, err)
 		}
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err = streams.Declare(ctx, js, streams.DefaultLimits(), 1, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		cancel()
-		nc.Close()
-		if err != nil {
-			t.Fatalf("%s: declare the streams: %v", name, err)
-		}
+		declareAs(t, nc, name)
 	}
 
 	for name, c := range map[string]struct {
@@ -142,18 +126,9 @@ func TestNATSCredsFileOfAnOperator(t *testing.T) {
 	if _, err := opClaims.Encode(op); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+	srv := startNATS(t, &server.Options{
 		TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver, SystemAccount: sysPub,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(srv.Shutdown)
 
 	creds := func(signer nkeys.KeyPair) string {
 		user := mustKeys(t, nkeys.CreateUser)
@@ -185,14 +160,7 @@ func TestNATSCredsFileOfAnOperator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect with the creds file: %v", err)
 	}
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	err = streams.Declare(ctx, js, streams.DefaultLimits(), 1, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	cancel()
-	nc.Close()
-	if err != nil {
-		t.Fatalf("declare the streams as the creds file's user: %v", err)
-	}
+	declareAs(t, nc, "the creds file's user")
 
 	_, stranger, _ := account("stranger", true) // signed by the operator, unknown to the resolver
 	if nc, err := connect(creds(stranger)); err == nil {
@@ -210,4 +178,34 @@ func mustKeys(t *testing.T, create func() (nkeys.KeyPair, error)) nkeys.KeyPair 
 		t.Fatal(err)
 	}
 	return kp
+}
+
+// startNATS runs a JetStream nats-server on a free loopback port with o's
+// security settings, until the test ends.
+func startNATS(t *testing.T, o *server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.Port, o.JetStream, o.StoreDir, o.NoSigs, o.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
+	srv, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// declareAs declares every stream over nc (then closes it), as the service
+// does at start: what the connection's user may do is enough to run.
+func declareAs(t *testing.T, nc *nats.Conn, who string) {
+	t.Helper()
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := streams.Declare(ctx, js, streams.DefaultLimits(), 1, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("%s: declare the streams: %v", who, err)
+	}
 }
